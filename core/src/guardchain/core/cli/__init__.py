@@ -1,0 +1,114 @@
+"""The ``guardchain`` command line.
+
+Exit codes: 0 success; 1 a check or run that completed and found a failure (``plugins check``, ``doctor``,
+``run`` with a failed step); 2 bad usage or bad input (unknown option, invalid chain file).
+Logs go to stderr; machine output (``--format json``) to stdout.
+
+Everything heavy is imported inside the commands: ``guardchain --help`` must stay fast and never import torch.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from guardchain.core import __version__
+from guardchain.core.cli.state import AppState
+from guardchain.core.errors import GuardchainError
+
+BUILTIN_COMMANDS = ("plugins", "config", "doctor", "run")
+
+
+class GuardchainGroup(click.Group):
+    """The root group: built-in commands plus those plugins add through ``guardchain_register_commands``.
+
+    Plugin commands are loaded on first need only: when help lists the commands, or when a command name is not a
+    built-in one.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands(ctx)
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            self._load_plugin_commands(ctx)
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def _load_plugin_commands(self, ctx: click.Context) -> None:
+        state = AppState.of(ctx)
+        if state.plugin_commands_loaded:
+            return
+        state.plugin_commands_loaded = True
+        for plugin_name, group, _problems in state.registry.register_commands(click.Group):
+            for name, command in group.commands.items():
+                if name in self.commands:
+                    state.warn(f"plugin {plugin_name!r} tried to add command {name!r}, which already exists")
+                    continue
+                self.add_command(command, name)
+
+
+@click.group(cls=GuardchainGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="guardchain", message="%(prog)s %(version)s")
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "pretty", "json"]),
+    default="auto",
+    show_default=True,
+    help="Log format on stderr: pretty on a terminal, JSON lines otherwise (auto).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+    help="Minimum level of log events.",
+)
+@click.option(
+    "--disable-plugin",
+    "disabled",
+    multiple=True,
+    metavar="NAME",
+    help="Do not load this plugin (entry point or distribution name). Repeatable; adds to GUARDCHAIN_DISABLE_PLUGINS.",
+)
+@click.pass_context
+def cli(ctx: click.Context, log_format: str, log_level: str, disabled: tuple[str, ...]) -> None:
+    """Measure and certify what happens inside transformer models when their weights are edited.
+
+    Every capability (adapters, edits, guards, metrics, interventions, datasets) is a plugin found through the
+    `guardchain.plugins` entry-point group: `guardchain plugins list` shows them.
+
+    Environment: GUARDCHAIN_PLUGINS=a,b loads only those plugins (empty: none);
+    GUARDCHAIN_DISABLE_PLUGINS=a,b skips those; GUARDCHAIN_TRACE_PLUGINS=1 logs every hook call.
+    """
+    state = AppState.of(ctx)
+    state.log_format = log_format
+    state.log_level = log_level
+    state.disabled = disabled
+
+
+def _register_builtins() -> None:
+    from guardchain.core.cli.chain_commands import config_group, doctor, run
+    from guardchain.core.cli.plugin_commands import plugins
+
+    cli.add_command(plugins)
+    cli.add_command(config_group)
+    cli.add_command(doctor)
+    cli.add_command(run)
+
+
+_register_builtins()
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point: run the CLI, printing expected errors without a traceback."""
+    try:
+        return cli.main(args=argv, prog_name="guardchain", standalone_mode=True)
+    except GuardchainError as exc:  # pragma: no cover - commands catch their own; this is the last net
+        for problem in exc.problems:
+            click.echo(problem.render(), err=True)
+        sys.exit(2)

@@ -1,0 +1,66 @@
+"""The JSON Schema of chain files, assembled from the kernel envelope and every loaded plugin's config model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from guardchain.core.config import STEP_KINDS, ChainConfig
+from guardchain.core.kinds import CapabilityKind
+
+if TYPE_CHECKING:
+    from guardchain.core.registry import Registry
+
+
+def chain_json_schema(registry: Registry) -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of a chain file for the plugins ``registry`` has loaded.
+
+    Each step is a ``oneOf`` over the registered capabilities of the step kinds: ``{"guard": {"const": name},
+    "config": {"$ref": "#/$defs/guard.<name>"}}``; likewise ``model`` (adapters) and ``data`` (datasets).
+    """
+    schema = ChainConfig.model_json_schema()
+    defs: dict[str, Any] = schema.setdefault("$defs", {})
+
+    def variants(kinds: tuple[CapabilityKind, ...], extra: dict[str, Any]) -> list[dict[str, Any]]:
+        out = []
+        for kind in kinds:
+            for spec in registry.specs(kind):
+                key = f"{kind}.{spec.qualified_name}"
+                sub = spec.config_model.model_json_schema(ref_template=f"#/$defs/{key}.{{model}}")
+                for name, definition in sub.pop("$defs", {}).items():
+                    defs[f"{key}.{name}"] = definition
+                defs[key] = sub
+                names = [spec.name, spec.qualified_name]
+                out.append(
+                    {
+                        "type": "object",
+                        "description": spec.summary,
+                        "properties": {
+                            kind.value: {"enum": names},
+                            "config": {"$ref": f"#/$defs/{key}"},
+                            **extra,
+                        },
+                        "required": [kind.value],
+                        "additionalProperties": False,
+                    }
+                )
+        return out
+
+    step_extra = {"id": {"type": "string"}, "sites": {"type": "array", "items": {"type": "string"}}}
+    steps = variants(STEP_KINDS, step_extra)
+    if steps:
+        schema["properties"]["steps"]["items"] = {"oneOf": steps}
+    adapters = variants((CapabilityKind.ADAPTER,), {"ref": {"type": "string", "minLength": 1}})
+    if adapters:
+        ref_only = {
+            "type": "object",
+            "properties": {"ref": {"type": "string", "minLength": 1}, "config": {"type": "object"}},
+            "required": ["ref"],
+            "additionalProperties": False,
+        }
+        schema["properties"]["model"] = {"anyOf": [{"oneOf": adapters}, ref_only, {"type": "null"}]}
+    datasets = variants((CapabilityKind.DATASET,), {})
+    if datasets:
+        schema["properties"]["data"] = {"anyOf": [{"oneOf": datasets}, {"type": "null"}]}
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "guardchain chain file"
+    return schema

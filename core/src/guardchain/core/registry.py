@@ -1,0 +1,751 @@
+"""The plugin registry: discovery through entry points, isolation, capability specs and hook calls.
+
+There is no global plugin manager: the CLI builds one :class:`Registry` per invocation and tests build their own
+(:meth:`Registry.discover` from installed entry points, :meth:`Registry.from_plugins` from objects in memory).
+
+Loading one plugin goes through these stages; a failure at any stage stays inside that plugin, is recorded with a
+stable code, and never stops the others from loading:
+
+1. metadata: entry point name, value, distribution and version are recorded before anything is imported, so an
+   unimportable plugin is still listed with its distribution;
+2. allow/block lists (``GUARDCHAIN_PLUGINS``, ``GUARDCHAIN_DISABLE_PLUGINS``) -> ``blocked``;
+3. import (``GC-PLUGIN-IMPORT`` names the missing module; ``GC-PLUGIN-IMPORT-ERROR`` for anything else);
+4. API version (``GUARDCHAIN_PLUGIN_API``) -> ``incompatible`` (``GC-PLUGIN-API``);
+5. hook validation by pluggy, plus unknown ``guardchain_*`` hooks and wrappers -> ``invalid`` (``GC-PLUGIN-HOOK``);
+6. registration hooks, called one implementation at a time into staging registrars; specs are committed only if
+   every registration hook of the plugin returned cleanly (``GC-PLUGIN-REGISTER`` / ``GC-SPEC-INVALID``);
+7. name conflicts across distributions -> both plugins ``conflict`` (``GC-PLUGIN-CONFLICT``, naming both); each
+   capability stays reachable as ``distribution:name``.
+
+Pluggy's ``load_setuptools_entrypoints`` (aborts on the first failing import) and fan-out hook calls (one raising
+implementation hides the rest) are deliberately not used.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from guardchain.core import hookspecs
+from guardchain.core.errors import ErrorCode, GuardchainError, Problem, describe_exception
+from guardchain.core.kinds import CapabilityKind
+from guardchain.core.logs import get_logger
+from guardchain.core.markers import PROJECT_NAME
+from guardchain.core.specs import CapabilitySpec, Factory, check_spec
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+ENTRY_POINT_GROUP = "guardchain.plugins"
+PLUGIN_API_VERSION = 1
+SUPPORTED_PLUGIN_APIS = frozenset({1})
+API_ATTRIBUTE = "GUARDCHAIN_PLUGIN_API"
+
+ENV_ALLOW = "GUARDCHAIN_PLUGINS"
+ENV_BLOCK = "GUARDCHAIN_DISABLE_PLUGINS"
+ENV_TRACE = "GUARDCHAIN_TRACE_PLUGINS"
+
+REGISTRATION_HOOKS: dict[str, CapabilityKind] = {f"guardchain_register_{k.plural}": k for k in CapabilityKind}
+_ENTRY_POINT_VALUE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*(:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*)?$")
+
+_log = get_logger("guardchain.registry")
+
+
+class PluginStatus(StrEnum):
+    """Where a plugin ended up after loading."""
+
+    OK = "ok"
+    ERROR = "error"
+    INCOMPATIBLE = "incompatible"
+    INVALID = "invalid"
+    BLOCKED = "blocked"
+    CONFLICT = "conflict"
+
+
+@dataclass
+class PluginRecord:
+    """Everything known about one plugin, whatever happened to it.
+
+    :ivar name: the entry point name (unique within a registry; qualified with the distribution on a clash).
+    :ivar distribution: the distribution that declares the entry point, or ``None`` for in-memory plugins.
+    :ivar version: that distribution's version.
+    :ivar entry_point: the entry point's value (``"package.plugin"``).
+    :ivar status: the outcome of loading it.
+    :ivar hooks: names of the hooks it implements (sorted).
+    :ivar provides: kind -> registered capability names.
+    :ivar problems: every problem met while loading or calling it, first one decisive.
+    :ivar load_ms: wall time of import plus registration, in milliseconds.
+    """
+
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    entry_point: str = ""
+    status: PluginStatus = PluginStatus.OK
+    hooks: list[str] = field(default_factory=list)
+    provides: dict[str, list[str]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    load_ms: float = 0.0
+    api_version: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the plugin loaded and registered everything it declared."""
+        return self.status == PluginStatus.OK
+
+    def fail(self, status: PluginStatus, problem: Problem) -> None:
+        """Mark the plugin as not ok (the first failure decides its status) and keep the problem."""
+        if self.status == PluginStatus.OK:
+            self.status = status
+        self.problems.append(problem)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON row printed by ``guardchain plugins list --format json``."""
+        row: dict[str, Any] = {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "entry_point": self.entry_point,
+            "status": str(self.status),
+            "hooks": list(self.hooks),
+            "provides": {k: list(v) for k, v in self.provides.items()},
+            "api_version": self.api_version,
+        }
+        if self.problems:
+            first = self.problems[0]
+            row["error"] = {"code": str(first.code), "message": first.message, **dict(first.details)}
+            row["problems"] = [p.to_dict() for p in self.problems]
+        return row
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """Which plugins load, and whether hook calls are traced.
+
+    :ivar allow: if not ``None``, only plugins whose entry point or distribution name is listed load (an empty
+        set loads none). From ``GUARDCHAIN_PLUGINS=a,b``.
+    :ivar block: plugins (entry point or distribution names) that never load. From
+        ``GUARDCHAIN_DISABLE_PLUGINS=a,b`` plus ``--disable-plugin``.
+    :ivar trace: log every hook call and its outcome (``hook.call`` / ``hook.result`` events). From
+        ``GUARDCHAIN_TRACE_PLUGINS=1``.
+    """
+
+    allow: frozenset[str] | None = None
+    block: frozenset[str] = frozenset()
+    trace: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, block: Iterable[str] = ()) -> RegistrySettings:
+        """Read the ``GUARDCHAIN_*`` variables; ``block`` adds names from the command line."""
+        env = os.environ if environ is None else environ
+        allow = None
+        if ENV_ALLOW in env:
+            allow = frozenset(_split_names(env[ENV_ALLOW]))
+        blocked = frozenset(_split_names(env.get(ENV_BLOCK, ""))) | frozenset(block)
+        trace = env.get(ENV_TRACE, "").strip().lower() in {"1", "true", "yes", "on"}
+        return cls(allow=allow, block=blocked, trace=trace)
+
+    def blocked_reason(self, name: str, distribution: str | None) -> str | None:
+        """Why ``name`` is not loaded, or ``None`` if it may load."""
+        names = {name} | ({distribution} if distribution else set())
+        if names & self.block:
+            return f"disabled by {ENV_BLOCK} / --disable-plugin"
+        if self.allow is not None and not names & self.allow:
+            return f"not in the allow-list {ENV_ALLOW}={','.join(sorted(self.allow))!r}"
+        return None
+
+
+def _split_names(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+class Registrar:
+    """Collects the capability specs one plugin registers for one kind.
+
+    Passed to ``guardchain_register_<kind>s(registrar)``; the registry commits what it collected only when all of
+    the plugin's registration hooks return cleanly.
+    """
+
+    def __init__(self, kind: CapabilityKind, record: PluginRecord) -> None:
+        self.kind = kind
+        self._record = record
+        self.specs: list[CapabilitySpec] = []
+
+    def register(
+        self,
+        name: str,
+        *,
+        summary: str,
+        config_model: type[BaseModel],
+        factory: str | Factory,
+        docs: str = "",
+    ) -> None:
+        """Record one capability.
+
+        :param name: registered name: lowercase letters, digits and underscores; unique per kind.
+        :param summary: one line, at most 120 characters, shown by ``plugins list``.
+        :param config_model: pydantic model (``extra="forbid"``) validating the step's ``config`` mapping.
+        :param factory: ``"module:attr"`` (preferred: imported only when used) or a callable taking the validated
+            config and returning the capability object.
+        :param docs: longer markdown documentation, shown by ``plugins show``.
+        :raises GuardchainError: ``GC-SPEC-INVALID`` / ``GC-CAPABILITY-INVALID`` if the spec is invalid, or the
+            name was already registered by this plugin for this kind.
+        """
+        spec = CapabilitySpec(
+            kind=self.kind,
+            name=name,
+            summary=summary,
+            config_model=config_model,
+            factory=factory,
+            docs=docs,
+            plugin=self._record.name,
+            distribution=self._record.distribution,
+            version=self._record.version,
+        )
+        problems = check_spec(spec)
+        if any(s.name == name for s in self.specs):
+            problems.append(Problem(ErrorCode.SPEC_INVALID, f"{self.kind} {name!r} registered twice"))
+        if problems:
+            raise GuardchainError(problems)
+        self.specs.append(spec)
+
+
+@dataclass(frozen=True)
+class CreatedCapability:
+    """A capability instantiated from its spec with a validated config."""
+
+    spec: CapabilitySpec
+    config: BaseModel
+    instance: Any
+
+
+class Registry:
+    """Loaded plugins and the capabilities they registered.
+
+    Build one with :meth:`discover` (installed entry points) or :meth:`from_plugins` (objects in memory, for
+    tests); add more with :meth:`add_plugin`.
+    """
+
+    def __init__(self, settings: RegistrySettings | None = None) -> None:
+        self.settings = settings or RegistrySettings()
+        self._pm = pluggy.PluginManager(PROJECT_NAME)
+        self._pm.add_hookspecs(hookspecs)
+        self._plugins: dict[str, PluginRecord] = {}
+        self._objects: dict[str, object] = {}
+        # (kind, name) -> every spec registered under that name (more than one means a conflict).
+        self._specs: dict[tuple[CapabilityKind, str], list[CapabilitySpec]] = {}
+
+    # -- construction ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def discover(
+        cls,
+        settings: RegistrySettings | None = None,
+        *,
+        entry_points_source: Callable[[], Iterable[EntryPoint]] | None = None,
+    ) -> Registry:
+        """Load every plugin in the ``guardchain.plugins`` entry-point group.
+
+        :param settings: allow/block lists and tracing; defaults to :meth:`RegistrySettings.from_env`.
+        :param entry_points_source: returns the entry points to load (tests inject fakes here); defaults to
+            ``importlib.metadata.entry_points(group="guardchain.plugins")``.
+        """
+        registry = cls(settings if settings is not None else RegistrySettings.from_env())
+        source = entry_points_source or (lambda: entry_points(group=ENTRY_POINT_GROUP))
+        for ep in sorted(source(), key=lambda e: (e.name, _dist_name(e) or "")):
+            registry.add_entry_point(ep)
+        return registry
+
+    @classmethod
+    def from_plugins(
+        cls,
+        plugins: Mapping[str, object] | Iterable[tuple[str, object]],
+        settings: RegistrySettings | None = None,
+    ) -> Registry:
+        """Build a registry from plugin objects in memory (modules, classes or instances with hookimpls)."""
+        registry = cls(settings)
+        items = plugins.items() if isinstance(plugins, Mapping) else plugins
+        for name, obj in items:
+            registry.add_plugin(name, obj)
+        return registry
+
+    def add_entry_point(self, ep: EntryPoint) -> PluginRecord:
+        """Load one entry point through every stage; failures are recorded, never raised."""
+        dist = _dist_name(ep)
+        version = ep.dist.version if ep.dist is not None else None
+        record = PluginRecord(
+            name=self._unique_name(ep.name, dist), distribution=dist, version=version, entry_point=ep.value
+        )
+        self._plugins[record.name] = record
+        reason = self.settings.blocked_reason(ep.name, dist)
+        if reason:
+            self._pm.set_blocked(record.name)
+            record.fail(PluginStatus.BLOCKED, Problem(ErrorCode.PLUGIN_BLOCKED, f"plugin {ep.name!r} {reason}"))
+            return record
+        started = time.perf_counter()
+        if not _ENTRY_POINT_VALUE.match(ep.value.strip()):
+            record.fail(
+                PluginStatus.ERROR,
+                Problem(
+                    ErrorCode.PLUGIN_ENTRY_POINT,
+                    f"malformed entry point value {ep.value!r}",
+                    expected="'package.module' or 'package.module:attribute'",
+                ),
+            )
+            return record
+        try:
+            obj = ep.load()
+        except ImportError as exc:
+            missing = exc.name or ""
+            record.fail(
+                PluginStatus.ERROR,
+                Problem(
+                    ErrorCode.PLUGIN_IMPORT,
+                    f"cannot import plugin {ep.name!r} ({ep.value}): {describe_exception(exc)}",
+                    hint=(f"the module {missing!r} is missing; install the extra or package that provides it")
+                    if missing
+                    else "",
+                    details={"type": type(exc).__name__, "missing_module": missing},
+                ),
+            )
+            _log.debug("plugin.load_failed", plugin=record.name, exc_info=True)
+            return record
+        except AttributeError as exc:
+            record.fail(
+                PluginStatus.ERROR,
+                Problem(
+                    ErrorCode.PLUGIN_ENTRY_POINT,
+                    f"entry point {ep.name!r} names a missing attribute ({ep.value}): {exc}",
+                    details={"type": type(exc).__name__},
+                ),
+            )
+            return record
+        except (Exception, SystemExit) as exc:
+            record.fail(
+                PluginStatus.ERROR,
+                Problem(
+                    ErrorCode.PLUGIN_IMPORT_ERROR,
+                    f"plugin {ep.name!r} raised while being imported: {describe_exception(exc)}",
+                    details={"type": type(exc).__name__},
+                ),
+            )
+            _log.debug("plugin.load_failed", plugin=record.name, exc_info=True)
+            return record
+        self._register_object(record, obj, started)
+        return record
+
+    def add_plugin(
+        self,
+        name: str,
+        obj: object,
+        *,
+        distribution: str | None = None,
+        version: str | None = None,
+    ) -> PluginRecord:
+        """Register an already imported plugin object (stages 4 to 7 of the loader)."""
+        record = PluginRecord(
+            name=self._unique_name(name, distribution),
+            distribution=distribution,
+            version=version,
+            entry_point=getattr(obj, "__name__", type(obj).__name__),
+        )
+        self._plugins[record.name] = record
+        reason = self.settings.blocked_reason(name, distribution)
+        if reason:
+            record.fail(PluginStatus.BLOCKED, Problem(ErrorCode.PLUGIN_BLOCKED, f"plugin {name!r} {reason}"))
+            return record
+        self._register_object(record, obj, time.perf_counter())
+        return record
+
+    def _unique_name(self, name: str, distribution: str | None) -> str:
+        if name not in self._plugins:
+            return name
+        qualified = f"{distribution or 'memory'}:{name}"
+        suffix = 2
+        candidate = qualified
+        while candidate in self._plugins:
+            candidate = f"{qualified}#{suffix}"
+            suffix += 1
+        return candidate
+
+    def _register_object(self, record: PluginRecord, obj: object, started: float) -> None:
+        try:
+            self._register_object_stages(record, obj)
+        finally:
+            record.load_ms = (time.perf_counter() - started) * 1000.0
+            if record.ok:
+                _log.debug(
+                    "plugin.loaded",
+                    plugin=record.name,
+                    dist=record.distribution,
+                    version=record.version,
+                    duration_ms=round(record.load_ms, 2),
+                )
+            else:
+                first = record.problems[0]
+                _log.debug("plugin.load_failed", plugin=record.name, code=str(first.code), error=first.message)
+
+    def _register_object_stages(self, record: PluginRecord, obj: object) -> None:
+        api = getattr(obj, API_ATTRIBUTE, None)
+        record.api_version = api if isinstance(api, int) else None
+        if api not in SUPPORTED_PLUGIN_APIS:
+            declared = "declares no API version" if api is None else f"declares API version {api!r}"
+            record.fail(
+                PluginStatus.INCOMPATIBLE,
+                Problem(
+                    ErrorCode.PLUGIN_API,
+                    f"plugin {record.name!r} {declared}; this kernel supports "
+                    f"{', '.join(map(str, sorted(SUPPORTED_PLUGIN_APIS)))}",
+                    expected=f"{API_ATTRIBUTE} = {PLUGIN_API_VERSION}",
+                    hint="upgrade or downgrade the plugin (or guardchain-core) so that their API versions match",
+                ),
+            )
+            return
+        try:
+            self._pm.register(obj, name=record.name)
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            record.fail(
+                PluginStatus.INVALID,
+                Problem(ErrorCode.PLUGIN_HOOK, f"plugin {record.name!r} has an invalid hook: {exc}"),
+            )
+            return
+        self._objects[record.name] = obj
+        hook_problems = self._check_hooks(record, obj)
+        if hook_problems:
+            for problem in hook_problems:
+                record.fail(PluginStatus.INVALID, problem)
+            self._unregister(record)
+            return
+        record.hooks = sorted(hc.name for hc in self._pm.get_hookcallers(obj) or [])
+        staged: list[CapabilitySpec] = []
+        for hook_name, kind in REGISTRATION_HOOKS.items():
+            for impl in self._impls_of(hook_name, record.name):
+                registrar = Registrar(kind, record)
+                failure = self._call_impl(hook_name, impl, {"registrar": registrar})
+                if failure is not None:
+                    if isinstance(failure, GuardchainError):
+                        problems = failure.problems
+                    else:
+                        problems = [
+                            Problem(
+                                ErrorCode.PLUGIN_REGISTER,
+                                f"{hook_name} of plugin {record.name!r} raised; nothing it registers is kept: "
+                                f"{describe_exception(failure)}",
+                                details={"type": type(failure).__name__},
+                            )
+                        ]
+                    for problem in problems:
+                        record.fail(PluginStatus.ERROR, problem)
+                    self._unregister(record)
+                    return
+                staged.extend(registrar.specs)
+        for spec in staged:
+            self._commit(record, spec)
+
+    def _check_hooks(self, record: PluginRecord, obj: object) -> list[Problem]:
+        problems = []
+        for caller in self._pm.get_hookcallers(obj) or []:
+            for impl in caller.get_hookimpls():
+                if impl.plugin is not obj:
+                    continue
+                if not caller.has_spec() and not impl.optionalhook:
+                    close = difflib.get_close_matches(caller.name, _hook_names(), n=1)
+                    problems.append(
+                        Problem(
+                            ErrorCode.PLUGIN_HOOK,
+                            f"plugin {record.name!r} implements unknown hook {caller.name!r}",
+                            hint=f"did you mean {close[0]!r}?" if close else "",
+                        )
+                    )
+                if impl.hookwrapper or impl.wrapper:
+                    problems.append(
+                        Problem(
+                            ErrorCode.PLUGIN_HOOK,
+                            f"plugin {record.name!r} implements {caller.name!r} as a wrapper, "
+                            "which guardchain hooks do not support",
+                        )
+                    )
+        return problems
+
+    def _unregister(self, record: PluginRecord) -> None:
+        obj = self._objects.pop(record.name, None)
+        if obj is not None and self._pm.is_registered(obj):
+            self._pm.unregister(obj)
+        record.hooks = []
+        for (_, _), specs in self._specs.items():
+            specs[:] = [s for s in specs if s.plugin != record.name]
+        record.provides = {}
+
+    def _commit(self, record: PluginRecord, spec: CapabilitySpec) -> None:
+        key = (spec.kind, spec.name)
+        existing = self._specs.setdefault(key, [])
+        existing.append(spec)
+        record.provides.setdefault(str(spec.kind), []).append(spec.name)
+        if len(existing) > 1:
+            owners = ", ".join(f"{s.distribution or s.plugin} (plugin {s.plugin!r})" for s in existing)
+            for other in existing:
+                other_record = self._plugins[other.plugin]
+                other_record.fail(
+                    PluginStatus.CONFLICT,
+                    Problem(
+                        ErrorCode.PLUGIN_CONFLICT,
+                        f"{spec.kind} {spec.name!r} is registered by more than one distribution: {owners}",
+                        hint="use the qualified name "
+                        + " or ".join(repr(s.qualified_name) for s in existing)
+                        + ", or disable one plugin with GUARDCHAIN_DISABLE_PLUGINS",
+                    ),
+                )
+
+    # -- hooks ------------------------------------------------------------------------------------------------
+
+    def _impls_of(self, hook_name: str, plugin_name: str | None = None) -> list[pluggy.HookImpl]:
+        caller = getattr(self._pm.hook, hook_name)
+        impls = list(reversed(caller.get_hookimpls()))  # pluggy's call order: last registered first
+        if plugin_name is not None:
+            impls = [impl for impl in impls if impl.plugin_name == plugin_name]
+        return impls
+
+    def _call_impl(self, hook_name: str, impl: pluggy.HookImpl, kwargs: Mapping[str, Any]) -> Exception | None:
+        """Call one implementation in isolation; return what it raised, if anything."""
+        args = {name: kwargs[name] for name in impl.argnames if name in kwargs}
+        if self.settings.trace:
+            _log.info("hook.call", hook=hook_name, plugin=impl.plugin_name)
+        started = time.perf_counter()
+        try:
+            impl.function(**args)
+        except Exception as exc:
+            self._trace_result(hook_name, impl, started, error=describe_exception(exc))
+            _log.debug("hook.failed", hook=hook_name, plugin=impl.plugin_name, exc_info=True)
+            return exc
+        self._trace_result(hook_name, impl, started)
+        return None
+
+    def _trace_result(self, hook: str, impl: pluggy.HookImpl, started: float, error: str | None = None) -> None:
+        if self.settings.trace:
+            ms = round((time.perf_counter() - started) * 1000.0, 3)
+            _log.info("hook.result", hook=hook, plugin=impl.plugin_name, duration_ms=ms, error=error)
+
+    def call_observers(self, hook_name: str, **kwargs: Any) -> list[Problem]:
+        """Call every implementation of an observer hook, each in isolation.
+
+        :returns: one ``GC-HOOK-FAILED`` problem per implementation that raised (the others still ran).
+        """
+        problems = []
+        for impl in self._impls_of(hook_name):
+            failure = self._call_impl(hook_name, impl, kwargs)
+            if failure is not None:
+                problems.append(
+                    Problem(
+                        ErrorCode.HOOK_FAILED,
+                        f"{hook_name} of plugin {impl.plugin_name!r} raised: {describe_exception(failure)}",
+                        details={"plugin": impl.plugin_name, "hook": hook_name},
+                    )
+                )
+        return problems
+
+    def resolve_adapter(
+        self, model_ref: str, hints: Mapping[str, Any] | None = None
+    ) -> tuple[str | None, list[Problem]]:
+        """Ask ``guardchain_resolve_adapter`` implementations in order; the first non-None answer wins.
+
+        :returns: the adapter name (or ``None``) and a problem per implementation that raised.
+        """
+        problems: list[Problem] = []
+        frozen_hints = dict(hints or {})
+        for impl in self._impls_of("guardchain_resolve_adapter"):
+            args = {"model_ref": model_ref, "hints": dict(frozen_hints)}
+            call_args = {name: args[name] for name in impl.argnames if name in args}
+            try:
+                answer = impl.function(**call_args)
+            except Exception as exc:
+                problems.append(
+                    Problem(
+                        ErrorCode.HOOK_FAILED,
+                        f"guardchain_resolve_adapter of plugin {impl.plugin_name!r} raised: {describe_exception(exc)}",
+                        details={"plugin": impl.plugin_name},
+                    )
+                )
+                continue
+            if answer is not None:
+                return str(answer), problems
+        return None, problems
+
+    def register_commands(self, make_group: Callable[[], Any]) -> list[tuple[str, Any, list[Problem]]]:
+        """Call each ``guardchain_register_commands`` implementation with a fresh staging group.
+
+        :param make_group: returns a new empty ``click.Group``.
+        :returns: ``(plugin name, staging group, problems)`` per implementation, in call order.
+        """
+        out = []
+        for impl in self._impls_of("guardchain_register_commands"):
+            group = make_group()
+            failure = self._call_impl("guardchain_register_commands", impl, {"cli": group})
+            problems = []
+            if failure is not None:
+                problem = Problem(
+                    ErrorCode.HOOK_FAILED,
+                    f"guardchain_register_commands of plugin {impl.plugin_name!r} raised: "
+                    f"{describe_exception(failure)}",
+                )
+                problems.append(problem)
+                record = self._plugins.get(impl.plugin_name)
+                if record is not None:
+                    record.fail(PluginStatus.ERROR, problem)
+            out.append((impl.plugin_name, group, problems))
+        return out
+
+    # -- queries ----------------------------------------------------------------------------------------------
+
+    @property
+    def plugins(self) -> list[PluginRecord]:
+        """Every plugin seen, in load order (including blocked and broken ones)."""
+        return list(self._plugins.values())
+
+    def plugin(self, name: str) -> PluginRecord | None:
+        """The record of plugin ``name``, or ``None``."""
+        return self._plugins.get(name)
+
+    def specs(self, kind: CapabilityKind | None = None) -> list[CapabilitySpec]:
+        """Every registered capability spec (conflicting ones included), sorted by kind then name."""
+        out = [s for (k, _), specs in self._specs.items() if kind is None or k == kind for s in specs]
+        return sorted(out, key=lambda s: (str(s.kind), s.name, s.qualified_name))
+
+    def names(self, kind: CapabilityKind) -> list[str]:
+        """Registered names of one kind (each once, sorted)."""
+        return sorted({name for (k, name), specs in self._specs.items() if k == kind and specs})
+
+    def get_spec(self, kind: CapabilityKind, name: str) -> CapabilitySpec:
+        """Find a capability by bare name or ``distribution:name``.
+
+        :raises GuardchainError: ``GC-PLUGIN-UNKNOWN`` (with suggestions and the plugins that failed to load,
+            which may be the ones that provide it) or ``GC-PLUGIN-CONFLICT`` for an ambiguous bare name.
+        """
+        if ":" in name:
+            qualifier, _, bare = name.rpartition(":")
+            for spec in self._specs.get((kind, bare), []):
+                if qualifier in {spec.distribution, spec.plugin}:
+                    return spec
+        else:
+            candidates = self._specs.get((kind, name), [])
+            if len(candidates) == 1:
+                return candidates[0]
+            if len(candidates) > 1:
+                raise GuardchainError.single(
+                    ErrorCode.PLUGIN_CONFLICT,
+                    f"{kind} {name!r} is ambiguous: registered by "
+                    + ", ".join(s.distribution or s.plugin for s in candidates),
+                    expected="one of " + ", ".join(repr(s.qualified_name) for s in candidates),
+                )
+        raise GuardchainError(self.unknown_problem(kind, name))
+
+    def unknown_problem(self, kind: CapabilityKind, name: str, path: str = "") -> Problem:
+        """The ``GC-PLUGIN-UNKNOWN`` problem for a name no plugin registered, with suggestions and causes."""
+        known = self.names(kind)
+        close = difflib.get_close_matches(name.rpartition(":")[2], known, n=1)
+        failed = [p for p in self._plugins.values() if p.status in _LOAD_FAILURES]
+        hint_parts = []
+        if close:
+            hint_parts.append(f"did you mean {close[0]!r}?")
+        if failed:
+            hint_parts.append(
+                "plugins that failed to load may provide it: "
+                + "; ".join(f"{p.name} ({p.problems[0].code}: {p.problems[0].message})" for p in failed)
+            )
+        qualifier = name.rpartition(":")[0]
+        code = ErrorCode.PLUGIN_UNKNOWN
+        details: dict[str, Any] = {}
+        for record in failed:
+            if qualifier and qualifier in {record.name, record.distribution}:
+                code = ErrorCode.PLUGIN_UNAVAILABLE
+                details["cause"] = record.problems[0].to_dict()
+        return Problem(
+            code,
+            f"no {kind} named {name!r} is available",
+            path=path,
+            expected="one of: " + (", ".join(known) if known else f"(no {kind.plural} are registered)"),
+            hint=" ".join(hint_parts),
+            details=details,
+        )
+
+    def validate_config(self, spec: CapabilitySpec, raw: Mapping[str, Any] | BaseModel, *, path: str) -> BaseModel:
+        """Validate ``raw`` against the spec's config model.
+
+        :raises GuardchainError: one problem per validation error, each with its path under ``path``.
+        """
+        if isinstance(raw, spec.config_model):
+            return raw
+        from pydantic import ValidationError
+
+        from guardchain.core.config import problems_from_validation_error
+
+        try:
+            return spec.config_model.model_validate(dict(raw) if isinstance(raw, Mapping) else raw)
+        except ValidationError as exc:
+            raise GuardchainError(problems_from_validation_error(exc, prefix=path, model=spec.config_model)) from exc
+
+    def create(
+        self, kind: CapabilityKind, name: str, config: Mapping[str, Any] | BaseModel | None = None, *, path: str = ""
+    ) -> CreatedCapability:
+        """Resolve, configure, instantiate and check a capability.
+
+        :param kind: its kind.
+        :param name: bare or ``distribution:name``.
+        :param config: a mapping (validated here) or an instance of the spec's config model; ``None`` = defaults.
+        :param path: where the config sits in a chain file, for error paths (``steps[2].config``).
+        :raises GuardchainError: ``GC-PLUGIN-UNKNOWN``, ``GC-PLUGIN-CONFLICT``, ``GC-PLUGIN-UNAVAILABLE`` (with
+            the original cause), config problems, or ``GC-CAPABILITY-INVALID``.
+        """
+        spec = self.get_spec(kind, name)
+        validated = self.validate_config(spec, config if config is not None else {}, path=path)
+        factory = spec.load_factory()
+        try:
+            instance = factory(validated)
+        except GuardchainError:
+            raise
+        except Exception as exc:
+            raise GuardchainError.single(
+                ErrorCode.PLUGIN_UNAVAILABLE,
+                f"{kind} {spec.name!r} ({spec.qualified_name}) failed to initialise: {describe_exception(exc)}",
+                path=path,
+                cause=exc,
+            ) from exc
+        from guardchain.core.capabilities import validate_capability
+
+        problems = validate_capability(kind, instance, label=f"{kind} {spec.name!r} ({spec.qualified_name})")
+        if problems:
+            raise GuardchainError(problems)
+        return CreatedCapability(spec=spec, config=validated, instance=instance)
+
+    def check_loadable(self, spec: CapabilitySpec) -> list[Problem]:
+        """Import a spec's factory and check it against the protocol (``plugins check --load``)."""
+        try:
+            factory = spec.load_factory()
+        except GuardchainError as exc:
+            return exc.problems
+        import inspect
+
+        from guardchain.core.capabilities import validate_capability
+
+        if inspect.isclass(factory):
+            return validate_capability(spec.kind, factory, label=f"{spec.kind} {spec.name!r}")
+        return []
+
+
+_LOAD_FAILURES = {PluginStatus.ERROR, PluginStatus.INCOMPATIBLE, PluginStatus.INVALID}
+
+
+def _hook_names() -> list[str]:
+    return [name for name in dir(hookspecs) if name.startswith("guardchain_")]
+
+
+def _dist_name(ep: EntryPoint) -> str | None:
+    return ep.dist.name if ep.dist is not None else None
