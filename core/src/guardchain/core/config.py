@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from guardchain.core.errors import ErrorCode, GuardchainError, Problem
 from guardchain.core.kinds import CapabilityKind
@@ -128,6 +128,18 @@ class ChainConfig(_Envelope):
     data: DataSection | None = None
     steps: list[StepSection] = Field(min_length=1, description="The steps, run in order.")
     output: OutputSection = Field(default_factory=OutputSection)
+
+    @field_validator("steps")
+    @classmethod
+    def _unique_step_ids(cls, steps: list[StepSection]) -> list[StepSection]:
+        # Default ids start with a digit and explicit ones with a letter, so only explicit ids can clash.
+        seen: dict[str, int] = {}
+        for index, step in enumerate(steps):
+            if step.id is not None:
+                if step.id in seen:
+                    raise ValueError(f"steps[{index}] repeats the id {step.id!r} of steps[{seen[step.id]}]")
+                seen[step.id] = index
+        return steps
 
     def step_id(self, index: int) -> str:
         """The id under which step ``index`` reports its result."""
@@ -306,8 +318,8 @@ def problems_from_validation_error(
                 text = text[len("Value error, ") :]
             expected = ""
             if text.startswith("Input should be "):
-                expected = text[len("Input should be ") :]
-                text = f"got {_short_repr(got)}"
+                expected, _, reason = text[len("Input should be ") :].partition(", ")
+                text = f"got {_short_repr(got)}" + (f" ({reason})" if reason else "")
             problems.append(Problem(code, text, path=_join(prefix, loc), expected=expected))
     return problems
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from guardchain.core.config import STEP_KINDS, ChainConfig
+from guardchain.core.config import STEP_KINDS, ChainConfig, StepSection
 from guardchain.core.kinds import CapabilityKind
 
 if TYPE_CHECKING:
@@ -20,7 +20,9 @@ def chain_json_schema(registry: Registry) -> dict[str, Any]:
     schema = ChainConfig.model_json_schema()
     defs: dict[str, Any] = schema.setdefault("$defs", {})
 
-    def variants(kinds: tuple[CapabilityKind, ...], extra: dict[str, Any]) -> list[dict[str, Any]]:
+    def variants(
+        kinds: tuple[CapabilityKind, ...], extra: dict[str, Any], required: tuple[str, ...] = ()
+    ) -> list[dict[str, Any]]:
         out = []
         for kind in kinds:
             for spec in registry.specs(kind):
@@ -39,17 +41,18 @@ def chain_json_schema(registry: Registry) -> dict[str, Any]:
                             "config": {"$ref": f"#/$defs/{key}"},
                             **extra,
                         },
-                        "required": [kind.value],
+                        "required": [kind.value, *required],
                         "additionalProperties": False,
                     }
                 )
         return out
 
-    step_extra = {"id": {"type": "string"}, "sites": {"type": "array", "items": {"type": "string"}}}
+    step_fields = StepSection.model_json_schema()["properties"]
+    step_extra = {"id": step_fields["id"], "sites": step_fields["sites"]}
     steps = variants(STEP_KINDS, step_extra)
     if steps:
         schema["properties"]["steps"]["items"] = {"oneOf": steps}
-    adapters = variants((CapabilityKind.ADAPTER,), {"ref": {"type": "string", "minLength": 1}})
+    adapters = variants((CapabilityKind.ADAPTER,), {"ref": {"type": "string", "minLength": 1}}, ("ref",))
     if adapters:
         ref_only = {
             "type": "object",

@@ -43,7 +43,6 @@ class ErrorCode(StrEnum):
     STEP_FAILED = "GC-STEP-FAILED"
     STEP_ORDER = "GC-STEP-ORDER"
     OUTPUT_WRITE = "GC-OUTPUT-WRITE"
-    USAGE = "GC-USAGE"
 
 
 ERROR_DESCRIPTIONS: Mapping[ErrorCode, str] = {
@@ -82,7 +81,6 @@ ERROR_DESCRIPTIONS: Mapping[ErrorCode, str] = {
     ErrorCode.STEP_ORDER: "A chain's steps are in an order the runner cannot execute (e.g. an edit or metric "
     "with no model loaded).",
     ErrorCode.OUTPUT_WRITE: "An output file (run record, certificate) could not be written.",
-    ErrorCode.USAGE: "A command-line argument is invalid.",
 }
 
 

@@ -45,8 +45,9 @@ def guardchain_register_adapters(registrar: Registrar) -> None:
     :param registrar: records capability specs of kind ``adapter`` for this plugin. Specs are kept only if this
         hook (and every other registration hook of the plugin) returns without raising.
     :returns: None. A return value is ignored.
-    :raises: anything raised is recorded as ``GC-PLUGIN-REGISTER`` against the plugin, which then registers
-        nothing at all.
+    :raises: anything raised is recorded against the plugin, which then registers nothing at all: an invalid
+        spec as ``GC-SPEC-INVALID`` / ``GC-CAPABILITY-INVALID`` (raised by ``registrar.register``), any other
+        exception as ``GC-PLUGIN-REGISTER``.
 
     .. versionadded:: 0.1
     """
@@ -61,7 +62,7 @@ def guardchain_register_edits(registrar: Registrar) -> None:
     :param registrar: records capability specs of kind ``edit`` for this plugin; kept only if the plugin's
         registration hooks all return without raising.
     :returns: None. A return value is ignored.
-    :raises: anything raised is recorded as ``GC-PLUGIN-REGISTER``; the plugin then registers nothing.
+    :raises: like :func:`guardchain_register_adapters`: the plugin then registers nothing.
 
     .. versionadded:: 0.1
     """
@@ -77,7 +78,7 @@ def guardchain_register_guards(registrar: Registrar) -> None:
     :param registrar: records capability specs of kind ``guard`` for this plugin; kept only if the plugin's
         registration hooks all return without raising.
     :returns: None. A return value is ignored.
-    :raises: anything raised is recorded as ``GC-PLUGIN-REGISTER``; the plugin then registers nothing.
+    :raises: like :func:`guardchain_register_adapters`: the plugin then registers nothing.
 
     .. versionadded:: 0.1
     """
@@ -92,7 +93,7 @@ def guardchain_register_metrics(registrar: Registrar) -> None:
     :param registrar: records capability specs of kind ``metric`` for this plugin; kept only if the plugin's
         registration hooks all return without raising.
     :returns: None. A return value is ignored.
-    :raises: anything raised is recorded as ``GC-PLUGIN-REGISTER``; the plugin then registers nothing.
+    :raises: like :func:`guardchain_register_adapters`: the plugin then registers nothing.
 
     .. versionadded:: 0.1
     """
@@ -107,7 +108,7 @@ def guardchain_register_interventions(registrar: Registrar) -> None:
     :param registrar: records capability specs of kind ``intervention`` for this plugin; kept only if the
         plugin's registration hooks all return without raising.
     :returns: None. A return value is ignored.
-    :raises: anything raised is recorded as ``GC-PLUGIN-REGISTER``; the plugin then registers nothing.
+    :raises: like :func:`guardchain_register_adapters`: the plugin then registers nothing.
 
     .. versionadded:: 0.1
     """
@@ -122,7 +123,7 @@ def guardchain_register_datasets(registrar: Registrar) -> None:
     :param registrar: records capability specs of kind ``dataset`` for this plugin; kept only if the plugin's
         registration hooks all return without raising.
     :returns: None. A return value is ignored.
-    :raises: anything raised is recorded as ``GC-PLUGIN-REGISTER``; the plugin then registers nothing.
+    :raises: like :func:`guardchain_register_adapters`: the plugin then registers nothing.
 
     .. versionadded:: 0.1
     """
@@ -160,10 +161,11 @@ def guardchain_resolve_adapter(model_ref: str, hints: dict[str, Any]) -> str | N
     ``tryfirst=True`` to be asked before the others, ``trylast=True`` for a catch-all fallback.
 
     :param model_ref: the reference as written in the chain (a local directory, a packaged model name, a hub id).
-    :param hints: extra facts the caller knows, e.g. ``{"model_type": "llama"}`` read from a local config; may be
-        empty. Implementations must not mutate it.
+    :param hints: extra facts the caller knows. The chain runner passes ``{"is_local_dir": bool}``; callers may
+        add keys over time. Each implementation gets its own copy.
     :returns: the registered name of an adapter that can load ``model_ref``, or ``None`` for "not mine".
-    :raises: anything raised is recorded as ``GC-HOOK-FAILED`` and the next implementation is asked.
+    :raises: anything raised is recorded as ``GC-HOOK-FAILED`` and the next implementation is asked; the
+        recorded failure stops a chain only when no implementation answers.
 
     .. versionadded:: 0.1
     """

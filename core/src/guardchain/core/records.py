@@ -56,6 +56,9 @@ class StepRecord(_Record):
 class RunRecord(_Record):
     """Everything a chain run did, written atomically to ``<out_dir>/run.json``.
 
+    ``status`` is ``ok`` when every step succeeded and no edit was rolled back, ``rolled_back`` when a gate-mode
+    guard failed an edit (which was restored), ``failed`` when a step raised.
+
     Two runs of the same chain with the same seed give records equal in every field except ``run_id``,
     ``started_at``, ``finished_at`` and the ``duration_s`` fields.
     """
@@ -66,7 +69,7 @@ class RunRecord(_Record):
     chain_digest: str
     source: str | None = None
     seed: int
-    status: Literal["ok", "failed"]
+    status: Literal["ok", "rolled_back", "failed"]
     started_at: str
     finished_at: str
     duration_s: float = Field(ge=0)

@@ -305,7 +305,9 @@ class Registry:
         try:
             obj = ep.load()
         except ImportError as exc:
-            missing = exc.name or ""
+            # Only ModuleNotFoundError names a missing module; a plain ImportError's .name is the module that
+            # exists but lacks the imported name (often a version mismatch).
+            missing = (exc.name or "") if isinstance(exc, ModuleNotFoundError) else ""
             record.fail(
                 PluginStatus.ERROR,
                 Problem(
@@ -313,7 +315,7 @@ class Registry:
                     f"cannot import plugin {ep.name!r} ({ep.value}): {describe_exception(exc)}",
                     hint=(f"the module {missing!r} is missing; install the extra or package that provides it")
                     if missing
-                    else "",
+                    else "check that the plugin and the packages it imports have compatible versions",
                     details={"type": type(exc).__name__, "missing_module": missing},
                 ),
             )
@@ -453,6 +455,16 @@ class Registry:
 
     def _check_hooks(self, record: PluginRecord, obj: object) -> list[Problem]:
         problems = []
+        for attr in dir(obj):
+            if attr.startswith("guardchain_") and callable(getattr(obj, attr, None)):
+                if self._pm.parse_hookimpl_opts(obj, attr) is None:
+                    problems.append(
+                        Problem(
+                            ErrorCode.PLUGIN_HOOK,
+                            f"plugin {record.name!r} defines {attr!r} without @hookimpl, so it would never be called",
+                            hint="decorate it with guardchain.core.hookimpl",
+                        )
+                    )
         for caller in self._pm.get_hookcallers(obj) or []:
             for impl in caller.get_hookimpls():
                 if impl.plugin is not obj:
@@ -464,6 +476,16 @@ class Registry:
                             ErrorCode.PLUGIN_HOOK,
                             f"plugin {record.name!r} implements unknown hook {caller.name!r}",
                             hint=f"did you mean {close[0]!r}?" if close else "",
+                        )
+                    )
+                if impl.kwargnames:
+                    problems.append(
+                        Problem(
+                            ErrorCode.PLUGIN_HOOK,
+                            f"plugin {record.name!r} gives {caller.name!r} parameters with defaults "
+                            f"({', '.join(impl.kwargnames)}); pluggy never passes those, so they would stay at "
+                            "their defaults",
+                            hint="remove the defaults: an implementation may simply omit parameters it does not need",
                         )
                     )
                 if impl.hookwrapper or impl.wrapper:
@@ -487,22 +509,29 @@ class Registry:
 
     def _commit(self, record: PluginRecord, spec: CapabilitySpec) -> None:
         key = (spec.kind, spec.name)
+        key_label = f"{spec.kind}:{spec.name}"
         existing = self._specs.setdefault(key, [])
         existing.append(spec)
         record.provides.setdefault(str(spec.kind), []).append(spec.name)
         if len(existing) > 1:
             owners = ", ".join(f"{s.distribution or s.plugin} (plugin {s.plugin!r})" for s in existing)
+            message = f"{spec.kind} {spec.name!r} is registered by more than one plugin: {owners}"
+            hint = (
+                "use the qualified name "
+                + " or ".join(repr(s.qualified_name) for s in existing)
+                + ", or disable one plugin with GUARDCHAIN_DISABLE_PLUGINS"
+            )
             for other in existing:
                 other_record = self._plugins[other.plugin]
+                # Earlier conflict problems about this name are superseded by this one, which names every owner.
+                other_record.problems = [
+                    p
+                    for p in other_record.problems
+                    if not (p.code == ErrorCode.PLUGIN_CONFLICT and p.details.get("capability") == key_label)
+                ]
                 other_record.fail(
                     PluginStatus.CONFLICT,
-                    Problem(
-                        ErrorCode.PLUGIN_CONFLICT,
-                        f"{spec.kind} {spec.name!r} is registered by more than one distribution: {owners}",
-                        hint="use the qualified name "
-                        + " or ".join(repr(s.qualified_name) for s in existing)
-                        + ", or disable one plugin with GUARDCHAIN_DISABLE_PLUGINS",
-                    ),
+                    Problem(ErrorCode.PLUGIN_CONFLICT, message, hint=hint, details={"capability": key_label}),
                 )
 
     # -- hooks ------------------------------------------------------------------------------------------------
@@ -600,8 +629,15 @@ class Registry:
                 record = self._plugins.get(impl.plugin_name)
                 if record is not None:
                     record.fail(PluginStatus.ERROR, problem)
+                group = make_group()  # a raising hook adds no command, even those it added before raising
             out.append((impl.plugin_name, group, problems))
         return out
+
+    def record_problem(self, plugin_name: str, status: PluginStatus, problem: Problem) -> None:
+        """Attach a problem found outside loading (e.g. a CLI command clash) to a plugin's record."""
+        record = self._plugins.get(plugin_name)
+        if record is not None:
+            record.fail(status, problem)
 
     # -- queries ----------------------------------------------------------------------------------------------
 
@@ -631,9 +667,11 @@ class Registry:
         """
         if ":" in name:
             qualifier, _, bare = name.rpartition(":")
-            for spec in self._specs.get((kind, bare), []):
-                if qualifier in {spec.distribution, spec.plugin}:
-                    return spec
+            matches = [s for s in self._specs.get((kind, bare), []) if qualifier in {s.distribution, s.plugin}]
+            if len(matches) > 1:  # one distribution, several entry points: the plugin name decides
+                matches = [s for s in matches if s.plugin == qualifier] or matches[:0]
+            if len(matches) == 1:
+                return matches[0]
         else:
             candidates = self._specs.get((kind, name), [])
             if len(candidates) == 1:

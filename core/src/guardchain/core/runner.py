@@ -112,8 +112,8 @@ class ChainRunner:
                 name, hook_problems = self.registry.resolve_adapter(
                     config.model.ref, {"is_local_dir": Path(config.model.ref).is_dir()}
                 )
-                problems.extend(hook_problems)
                 if name is None:
+                    problems.extend(hook_problems)
                     problems.append(
                         Problem(
                             ErrorCode.ADAPTER_UNRESOLVED,
@@ -123,6 +123,8 @@ class ChainRunner:
                             + (", ".join(self.registry.names(CapabilityKind.ADAPTER)) or "(none registered)"),
                         )
                     )
+                for problem in hook_problems if name is not None else ():
+                    _log.warning("hook.failed", code=str(problem.code), message=problem.message)
             if name is not None:
                 raw = chain.model_config if chain.model_config is not None else config.model.config
                 adapter = self._create(CapabilityKind.ADAPTER, name, raw, "model", problems)
@@ -155,17 +157,21 @@ class ChainRunner:
                 problems.append(Problem(problem.code, problem.message, where, problem.expected, problem.hint, details))
             return None
 
-    def run(self, chain: ValidatedChain, *, out_dir: Path | None = None, run_id: str | None = None) -> RunRecord:
-        """Prepare and run ``chain``; write ``run.json`` into ``out_dir``; return the record.
+    def run(
+        self, chain: ValidatedChain | PreparedChain, *, out_dir: Path | None = None, run_id: str | None = None
+    ) -> RunRecord:
+        """Run ``chain`` (prepared here unless it already is); write ``run.json`` into ``out_dir``; return the record.
 
-        A failing step does not raise: the record's ``status`` is ``"failed"`` and its ``problems`` say why.
+        A failing step does not raise: the record's ``status`` is ``"failed"`` and its ``problems`` say why. A run
+        whose edit was rolled back by a failing gate guard completes with status ``"rolled_back"``.
 
         :param out_dir: run directory; default ``<output.dir>/<chain name>-<first 8 chars of run id>``.
         :param run_id: default: a fresh UUID4 hex string.
         :raises GuardchainError: if the chain cannot start (see :meth:`prepare`) or the record cannot be
             written (``GC-OUTPUT-WRITE``).
         """
-        prepared = self.prepare(chain)
+        prepared = chain if isinstance(chain, PreparedChain) else self.prepare(chain)
+        chain = prepared.chain
         config = chain.config
         run_id = run_id or uuid.uuid4().hex
         out_dir = out_dir or Path(config.output.dir) / f"{config.name}-{run_id[:8]}"
@@ -219,6 +225,8 @@ class ChainRunner:
                     elif step.kind == CapabilityKind.EDIT:
                         result, rolled_back = self._run_edit(created, active_guards, context, index)
                         active_guards = []
+                        if rolled_back:
+                            status = "rolled_back"
                     elif step.kind == CapabilityKind.METRIC:
                         metric_result = created.instance.compute(context.handle, context.data, context)
                         _expect(metric_result, MetricResult, index, "compute")
@@ -289,7 +297,7 @@ class ChainRunner:
             chain_digest=chain.digest,
             source=str(chain.source) if chain.source else None,
             seed=config.seed,
-            status="ok" if status == "ok" else "failed",
+            status=status,
             started_at=started_at,
             finished_at=_now(),
             duration_s=time.perf_counter() - started,

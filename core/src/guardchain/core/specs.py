@@ -72,7 +72,7 @@ class CapabilitySpec:
             for part in attr_path.split("."):
                 target = getattr(target, part)
         except Exception as exc:
-            missing = getattr(exc, "name", None) if isinstance(exc, ImportError) else None
+            missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
             hint = f"install the package that provides {missing!r}" if missing else ""
             raise GuardchainError.single(
                 ErrorCode.PLUGIN_UNAVAILABLE,

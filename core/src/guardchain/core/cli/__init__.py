@@ -1,7 +1,8 @@
 """The ``guardchain`` command line.
 
-Exit codes: 0 success; 1 a check or run that completed and found a failure (``plugins check``, ``doctor``,
-``run`` with a failed step); 2 bad usage or bad input (unknown option, invalid chain file).
+Exit codes: 0 success; 1 a check or run that completed and found a failure (``plugins check`` with a broken
+plugin, ``doctor`` with any problem — an unreadable file included —, ``run`` with a failed step or a rolled-back
+edit); 2 bad usage or bad input (unknown option; for ``run``, a chain file that is invalid or cannot start).
 Logs go to stderr; machine output (``--format json``) to stdout.
 
 Everything heavy is imported inside the commands: ``guardchain --help`` must stay fast and never import torch.
@@ -44,10 +45,21 @@ class GuardchainGroup(click.Group):
         if state.plugin_commands_loaded:
             return
         state.plugin_commands_loaded = True
-        for plugin_name, group, _problems in state.registry.register_commands(click.Group):
+        from guardchain.core.errors import ErrorCode, Problem
+        from guardchain.core.registry import PluginStatus
+
+        registry = state.registry
+        for plugin_name, group, problems in registry.register_commands(click.Group):
+            for problem in problems:
+                state.warn(problem.render())
             for name, command in group.commands.items():
                 if name in self.commands:
-                    state.warn(f"plugin {plugin_name!r} tried to add command {name!r}, which already exists")
+                    problem = Problem(
+                        ErrorCode.PLUGIN_CONFLICT,
+                        f"plugin {plugin_name!r} tried to add command {name!r}, which already exists; refused",
+                    )
+                    registry.record_problem(plugin_name, PluginStatus.CONFLICT, problem)
+                    state.warn(problem.render())
                     continue
                 self.add_command(command, name)
 

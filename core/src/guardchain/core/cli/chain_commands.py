@@ -32,6 +32,7 @@ def _print_problems(problems: list[Problem]) -> None:
 
 
 def _preflight(ctx: click.Context, chain_file: str) -> tuple[Any, Any, list[Problem]]:
+    """Validate and prepare: ``(PreparedChain | ValidatedChain | None, runner, problems)``."""
     from guardchain.core.config import load_chain
     from guardchain.core.runner import ChainRunner
 
@@ -42,10 +43,10 @@ def _preflight(ctx: click.Context, chain_file: str) -> tuple[Any, Any, list[Prob
         return None, None, exc.problems
     runner = ChainRunner(registry)
     try:
-        runner.prepare(chain)
+        prepared = runner.prepare(chain)
     except GuardchainError as exc:
         return chain, runner, exc.problems
-    return chain, runner, []
+    return prepared, runner, []
 
 
 @click.command()
@@ -57,7 +58,8 @@ def doctor(ctx: click.Context, chain_file: str, as_json: bool) -> None:
 
     Prints every problem with its path and stable code; exits 1 if there is any.
     """
-    chain, _, problems = _preflight(ctx, chain_file)
+    prepared, _, problems = _preflight(ctx, chain_file)
+    chain = getattr(prepared, "chain", prepared)
     if as_json:
         payload = {
             "ok": not problems,
@@ -83,14 +85,16 @@ def doctor(ctx: click.Context, chain_file: str, as_json: bool) -> None:
 def run(ctx: click.Context, chain_file: str, out_dir: str | None, fmt: str) -> None:
     """Run a chain file and write its run record (run.json).
 
-    Exits 0 when every step succeeded, 1 when a step failed, 2 when the chain is invalid or cannot start.
+    Exits 0 when every step succeeded, 1 when a step failed or a gate guard rolled an edit back, 2 when the chain
+    is invalid or cannot start.
     """
-    chain, runner, problems = _preflight(ctx, chain_file)
+    prepared, runner, problems = _preflight(ctx, chain_file)
     if problems:
         _print_problems(problems)
         ctx.exit(2)
+    chain = prepared.chain
     try:
-        record = runner.run(chain, out_dir=Path(out_dir) if out_dir else None)
+        record = runner.run(prepared, out_dir=Path(out_dir) if out_dir else None)
     except GuardchainError as exc:
         _print_problems(exc.problems)
         ctx.exit(2)

@@ -87,7 +87,10 @@ def list_plugins(ctx: click.Context, kind: str | None, fmt: str, include_blocked
         table.add_row(
             record.name, "-", record.distribution or "-", record.version or "-", _styled(str(record.status)), summary
         )
-    Console(soft_wrap=False).print(table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # piped output: do not fold rows at 80 columns
+    console.print(table)
 
 
 def _styled(status: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -35,7 +36,10 @@ class AppState:
         if not self._logging_ready:
             from guardchain.core.logs import configure_logging
 
-            configure_logging(self.log_format, self.log_level)  # type: ignore[arg-type]
+            level = self.log_level
+            if os.environ.get("GUARDCHAIN_TRACE_PLUGINS", "").strip().lower() in {"1", "true", "yes", "on"}:
+                level = "debug" if level == "debug" else "info"  # tracing asks for the hook.call events
+            configure_logging(self.log_format, level)  # type: ignore[arg-type]
             self._logging_ready = True
 
     @property

@@ -1,0 +1,52 @@
+"""pytest fixtures of the conformance kit: enable with ``pytest_plugins = ["guardchain.testing.fixtures"]``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import pytest
+
+from guardchain.core.context import RunContext
+from guardchain.core.registry import Registry, RegistrySettings
+
+RegistryFactory = Callable[..., Registry]
+
+
+@pytest.fixture
+def guardchain_registry_factory() -> RegistryFactory:
+    """Build isolated registries: from plugin objects in memory, or from (injected) entry points.
+
+    ``make(plugins={"name": module})`` registers objects; ``make()`` discovers installed entry points;
+    ``make(entry_points=[...])`` loads exactly those; ``settings=`` sets allow/block lists and tracing (default:
+    none, whatever the environment says).
+    """
+
+    def make(
+        plugins: Mapping[str, object] | None = None,
+        *,
+        entry_points: Iterable[EntryPoint] | None = None,
+        settings: RegistrySettings | None = None,
+    ) -> Registry:
+        settings = settings or RegistrySettings()
+        if plugins is not None:
+            return Registry.from_plugins(plugins, settings)
+        if entry_points is not None:
+            eps = list(entry_points)
+            return Registry.discover(settings, entry_points_source=lambda: eps)
+        return Registry.discover(settings)
+
+    return make
+
+
+@pytest.fixture
+def guardchain_registry(guardchain_registry_factory: RegistryFactory) -> Registry:
+    """The registry of every installed plugin, ignoring ``GUARDCHAIN_*`` allow/block variables."""
+    return guardchain_registry_factory()
+
+
+@pytest.fixture
+def guardchain_run_context(tmp_path: Path) -> RunContext:
+    """A run context with seed 0 writing under a temporary directory."""
+    return RunContext(run_id="contract-test", seed=0, out_dir=tmp_path / "run")
