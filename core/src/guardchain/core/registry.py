@@ -456,15 +456,15 @@ class Registry:
     def _check_hooks(self, record: PluginRecord, obj: object) -> list[Problem]:
         problems = []
         for attr in dir(obj):
-            if attr.startswith("guardchain_") and callable(getattr(obj, attr, None)):
-                if self._pm.parse_hookimpl_opts(obj, attr) is None:
-                    problems.append(
-                        Problem(
-                            ErrorCode.PLUGIN_HOOK,
-                            f"plugin {record.name!r} defines {attr!r} without @hookimpl, so it would never be called",
-                            hint="decorate it with guardchain.core.hookimpl",
-                        )
+            is_hook_name = attr.startswith("guardchain_") and callable(getattr(obj, attr, None))
+            if is_hook_name and self._pm.parse_hookimpl_opts(obj, attr) is None:
+                problems.append(
+                    Problem(
+                        ErrorCode.PLUGIN_HOOK,
+                        f"plugin {record.name!r} defines {attr!r} without @hookimpl, so it would never be called",
+                        hint="decorate it with guardchain.core.hookimpl",
                     )
+                )
         for caller in self._pm.get_hookcallers(obj) or []:
             for impl in caller.get_hookimpls():
                 if impl.plugin is not obj:
