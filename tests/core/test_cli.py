@@ -267,3 +267,38 @@ def test_version_and_console_script(cli):
     assert script, "the guardchain console script is installed"
     done = subprocess.run([script, "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "plugins" in done.stdout
+
+
+def test_the_documented_example_chain_is_the_fixture_and_runs(cli, fixture_sites, tmp_path):
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    example = repo / "tests" / "fixtures" / "chains" / "example.yaml"
+    assert example.read_text() in (repo / "docs" / "chains.md").read_text()
+    result = cli(
+        "run",
+        str(example),
+        "--out",
+        str(tmp_path / "run"),
+        "--format",
+        "json",
+        pythonpath=fixture_sites.pythonpath(GOOD),
+    )
+    assert result.returncode == 0, result.stderr
+    record = result.json()
+    assert [s["id"] for s in record["steps"]] == ["baseline", "1-fake_norm", "2-fake_scale", "edited"]
+    doubled = tmp_path / "doubled.yaml"
+    doubled.write_text(example.read_text().replace("factor: 1.2", "factor: 2.0"))
+    result = cli(
+        "run",
+        str(doubled),
+        "--out",
+        str(tmp_path / "run2"),
+        "--format",
+        "json",
+        pythonpath=fixture_sites.pythonpath(GOOD),
+    )
+    assert result.returncode == 1
+    record = result.json()
+    assert record["status"] == "rolled_back"
+    assert record["steps"][3]["result"]["per_unit"] == record["steps"][0]["result"]["per_unit"]
