@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -184,7 +184,7 @@ class ChainRunner:
         detachables: list[tuple[int, Any]] = []
         model_info: dict[str, Any] | None = None
         data_info: dict[str, Any] | None = None
-        status = "ok"
+        status: Literal["ok", "rolled_back", "failed"] = "ok"
 
         problems += self.registry.call_observers("guardchain_chain_started", chain=config, context=context)
         log.info("chain.started", steps=len(config.steps), seed=config.seed)
@@ -192,10 +192,11 @@ class ChainRunner:
         try:
             if prepared.adapter is not None and config.model is not None:
                 adapter = prepared.adapter.instance
+                ref = config.model.ref
                 context.adapter = adapter
-                context.handle = _guarded("model", "load the model", lambda: adapter.load(config.model.ref, context))
+                context.handle = _guarded("model", "load the model", lambda: adapter.load(ref, context))
                 model_info = {
-                    "ref": config.model.ref,
+                    "ref": ref,
                     "adapter": _ref(prepared.adapter).model_dump(),
                     "provenance": _jsonable(context.handle.provenance),
                 }
@@ -254,7 +255,7 @@ class ChainRunner:
                     )
                     log.error("step.failed", index=index, exc_info=True)
                 context.results[step_id] = result
-                record = StepRecord(
+                step_record = StepRecord(
                     index=index,
                     id=step_id,
                     kind=str(step.kind),
@@ -265,10 +266,12 @@ class ChainRunner:
                     rolled_back=rolled_back,
                     error=_problem_record(error) if error else None,
                 )
-                step_records.append(record)
-                log.info("step.finished", index=index, status=record.status, duration_s=round(record.duration_s, 4))
+                step_records.append(step_record)
+                log.info(
+                    "step.finished", index=index, status=step_record.status, duration_s=round(step_record.duration_s, 4)
+                )
                 problems += self.registry.call_observers(
-                    "guardchain_step_finished", step=step, index=index, context=context, record=record
+                    "guardchain_step_finished", step=step, index=index, context=context, record=step_record
                 )
                 if error is not None:
                     problems.append(error)

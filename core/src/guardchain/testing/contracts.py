@@ -125,7 +125,8 @@ class AdapterContract(CapabilityContract):
 
     @pytest.fixture
     def handle(self, capability: Any, model_ref: str, context: RunContext) -> ModelHandle:
-        return capability.load(model_ref, context)
+        handle: ModelHandle = capability.load(model_ref, context)
+        return handle
 
     def test_load_returns_a_handle(self, handle: ModelHandle, model_ref: str, spec: CapabilitySpec) -> None:
         assert isinstance(handle, ModelHandle)
@@ -195,7 +196,8 @@ class GuardContract(CapabilityContract):
     def _lifecycle(self, guard: Any, baseline: ModelHandle, context: RunContext) -> GuardReport:
         guard.prepare(baseline, context)
         guard.after_edit(baseline, context)
-        return guard.finalize(context)
+        report: GuardReport = guard.finalize(context)
+        return report
 
     def test_null_edit_passes(self, capability: Any, baseline: ModelHandle, context: RunContext) -> None:
         report = self._lifecycle(capability, baseline, context)
