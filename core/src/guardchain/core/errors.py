@@ -30,6 +30,7 @@ class ErrorCode(StrEnum):
     SPEC_INVALID = "GC-SPEC-INVALID"
     CAPABILITY_INVALID = "GC-CAPABILITY-INVALID"
     HOOK_FAILED = "GC-HOOK-FAILED"
+    PAIRING_MISMATCH = "GC-PAIRING-MISMATCH"
     # Chain files.
     CONFIG_NOT_FOUND = "GC-CONFIG-NOT-FOUND"
     CONFIG_FORMAT = "GC-CONFIG-FORMAT"
@@ -68,6 +69,8 @@ ERROR_DESCRIPTIONS: Mapping[ErrorCode, str] = {
     ErrorCode.CAPABILITY_INVALID: "A capability object does not satisfy its protocol: a required attribute is "
     "missing, not callable, or has an incompatible signature.",
     ErrorCode.HOOK_FAILED: "An observer or decision hook implementation raised; the other implementations still ran.",
+    ErrorCode.PAIRING_MISMATCH: "A baseline and a subject result cannot be paired: different metrics, different "
+    "evaluation units (window ids), a different order, or different token counts per unit.",
     ErrorCode.CONFIG_NOT_FOUND: "The chain file does not exist or cannot be read.",
     ErrorCode.CONFIG_FORMAT: "The chain file's extension is not one of .yaml, .yml, .toml or .json.",
     ErrorCode.CONFIG_PARSE: "The chain file is not valid YAML, TOML or JSON, or its top level is not a mapping.",
@@ -89,10 +92,12 @@ class Problem:
     """One diagnosed problem: a stable code, where it is, what is wrong and what was expected.
 
     ``path`` uses the chain file's own spelling (``steps[2].config.sigma_quantile``); it is empty for problems
-    that have no location in a file (a plugin that fails to import).
+    that have no location in a file (a plugin that fails to import). ``code`` is one of the kernel's
+    :class:`ErrorCode` s or a plugin's own stable code (a string such as ``"GC-HF-NETWORK-DISABLED"``, documented
+    by that plugin).
     """
 
-    code: ErrorCode
+    code: ErrorCode | str
     message: str
     path: str = ""
     expected: str = ""
@@ -136,14 +141,14 @@ class GuardchainError(Exception):
         super().__init__("\n".join(p.render() for p in self.problems))
 
     @property
-    def code(self) -> ErrorCode:
+    def code(self) -> ErrorCode | str:
         """The code of the first problem (the one a caller usually branches on)."""
         return self.problems[0].code
 
     @classmethod
     def single(
         cls,
-        code: ErrorCode,
+        code: ErrorCode | str,
         message: str,
         *,
         path: str = "",
