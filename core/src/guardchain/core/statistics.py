@@ -152,7 +152,8 @@ def bootstrap_interval(
         return value, value
 
     def weighted_mean(dd: np.ndarray, ww: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.sum(dd * ww, axis=axis) / np.sum(ww, axis=axis)
+        out: np.ndarray = np.sum(dd * ww, axis=axis) / np.sum(ww, axis=axis)
+        return out
 
     result = stats.bootstrap(
         (d, w),
