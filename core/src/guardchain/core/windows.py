@@ -82,3 +82,34 @@ class TokenWindows:
             h.update(f"{window_id}|{split}|{len(tokens)}|".encode())
             h.update(b"".join(t.to_bytes(4, "little", signed=False) for t in tokens))
         return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class LabeledTexts:
+    """Texts with class labels, for classification metrics (accuracy).
+
+    :ivar ids: stable, unique example ids, the pairing key.
+    :ivar texts: the raw texts (the metric tokenizes them with the model's tokenizer).
+    :ivar labels: integer class labels, ``0 <= label < n_labels``.
+    :ivar dataset_sha256: SHA-256 of the examples as loaded.
+    :ivar label_names: optional names of the classes, indexed by label.
+    """
+
+    ids: tuple[str, ...]
+    texts: tuple[str, ...]
+    labels: tuple[int, ...]
+    dataset_sha256: str
+    label_names: tuple[str, ...] = ()
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        if len(self.texts) != n or len(self.labels) != n:
+            raise ValueError("ids, texts and labels must align")
+        if len(set(self.ids)) != n:
+            raise ValueError("example ids must be unique")
+        if any(label < 0 for label in self.labels):
+            raise ValueError("labels are non-negative integers")
+
+    def __len__(self) -> int:
+        return len(self.ids)
