@@ -349,6 +349,7 @@ def test_entry_point_stages_are_isolated(ep_modules):
     )
     ep_modules("gc_ep_missing", "import gc_this_module_does_not_exist\n")
     ep_modules("gc_ep_raises", "raise SystemExit('exit at import')\n")
+    ep_modules("gc_ep_attr_error", "import os\nos.no_such_function()\n")
     group = "guardchain.plugins"
     eps = [
         EntryPoint("missing", "gc_ep_missing", group),
@@ -356,10 +357,12 @@ def test_entry_point_stages_are_isolated(ep_modules):
         EntryPoint("raises", "gc_ep_raises", group),
         EntryPoint("noattr", "gc_ep_good:nothing_here", group),
         EntryPoint("malformed", "not a module!", group),
+        EntryPoint("attr_error", "gc_ep_attr_error", group),
     ]
     registry = Registry.discover(RegistrySettings(), entry_points_source=lambda: eps)
     status = {p.name: (p.status, p.problems[0].code if p.problems else None) for p in registry.plugins}
     assert status == {
+        "attr_error": (PluginStatus.ERROR, ErrorCode.PLUGIN_IMPORT_ERROR),  # raised inside the module
         "good": (PluginStatus.OK, None),
         "malformed": (PluginStatus.ERROR, ErrorCode.PLUGIN_ENTRY_POINT),
         "missing": (PluginStatus.ERROR, ErrorCode.PLUGIN_IMPORT),

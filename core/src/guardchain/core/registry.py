@@ -24,6 +24,7 @@ implementation hides the rest) are deliberately not used.
 from __future__ import annotations
 
 import difflib
+import importlib
 import os
 import re
 import time
@@ -302,8 +303,9 @@ class Registry:
                 ),
             )
             return record
+        module_name, _, attr_path = ep.value.strip().partition(":")
         try:
-            obj = ep.load()
+            obj: Any = importlib.import_module(module_name)
         except ImportError as exc:
             # Only ModuleNotFoundError names a missing module; a plain ImportError's .name is the module that
             # exists but lacks the imported name (often a version mismatch).
@@ -321,16 +323,6 @@ class Registry:
             )
             _log.debug("plugin.load_failed", plugin=record.name, exc_info=True)
             return record
-        except AttributeError as exc:
-            record.fail(
-                PluginStatus.ERROR,
-                Problem(
-                    ErrorCode.PLUGIN_ENTRY_POINT,
-                    f"entry point {ep.name!r} names a missing attribute ({ep.value}): {exc}",
-                    details={"type": type(exc).__name__},
-                ),
-            )
-            return record
         except (Exception, SystemExit) as exc:
             record.fail(
                 PluginStatus.ERROR,
@@ -342,6 +334,17 @@ class Registry:
             )
             _log.debug("plugin.load_failed", plugin=record.name, exc_info=True)
             return record
+        for part in attr_path.split(".") if attr_path else ():
+            if not hasattr(obj, part):
+                record.fail(
+                    PluginStatus.ERROR,
+                    Problem(
+                        ErrorCode.PLUGIN_ENTRY_POINT,
+                        f"entry point {ep.name!r} names a missing attribute: {ep.value!r} has no {part!r}",
+                    ),
+                )
+                return record
+            obj = getattr(obj, part)
         self._register_object(record, obj, started)
         return record
 
