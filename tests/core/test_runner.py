@@ -240,3 +240,18 @@ def test_a_prepared_chain_is_not_prepared_again(registry, tmp_path, monkeypatch)
     prepared = runner.prepare(validate_chain(chain([{"metric": "fake_score"}]), registry))
     monkeypatch.setattr(runner, "prepare", lambda chain: pytest.fail("prepared twice"))
     assert runner.run(prepared, out_dir=tmp_path / "run").status == "ok"
+
+
+def test_a_plugin_error_keeps_its_own_code(registry, tmp_path, monkeypatch):
+    import gc_fakes.model
+
+    from guardchain.core.errors import GuardchainError as Error
+
+    def refuse(self, handle, data, context):
+        raise Error.single("GC-FAKE-REFUSED", "not today", hint="try tomorrow")
+
+    monkeypatch.setattr(gc_fakes.model.FakeScore, "compute", refuse)
+    record = run(registry, chain([{"metric": "fake_score"}]), tmp_path)
+    error = record.steps[0].error
+    assert (error.code, error.path, error.hint) == ("GC-FAKE-REFUSED", "steps[0]", "try tomorrow")
+    assert "not today" in error.message and error.details["step_failed"] is True

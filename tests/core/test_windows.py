@@ -56,3 +56,11 @@ def test_labeled_texts():
         LabeledTexts(ids=("a",), texts=("x", "y"), labels=(0,), dataset_sha256="")
     with pytest.raises(ValueError, match="non-negative"):
         LabeledTexts(ids=("a",), texts=("x",), labels=(-1,), dataset_sha256="")
+
+
+def test_network_switch():
+    from guardchain.core.network import network_allowed
+
+    assert not network_allowed({})
+    assert not network_allowed({"GUARDCHAIN_ALLOW_NETWORK": "0"})
+    assert all(network_allowed({"GUARDCHAIN_ALLOW_NETWORK": v}) for v in ("1", "TRUE", " yes ", "on"))

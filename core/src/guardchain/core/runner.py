@@ -248,11 +248,7 @@ class ChainRunner:
                     error = exc.problem
                     rolled_back = bool(exc.problem.details.get("rolled_back", False))
                 except Exception as exc:
-                    error = Problem(
-                        ErrorCode.STEP_FAILED,
-                        f"{step.kind} {created.spec.name!r} raised: {describe_exception(exc)}",
-                        path=f"steps[{index}]",
-                    )
+                    error = _failure(exc, f"{step.kind} {created.spec.name!r} raised", f"steps[{index}]")
                     log.error("step.failed", index=index, exc_info=True)
                 context.results[step_id] = result
                 step_record = StepRecord(
@@ -386,9 +382,26 @@ def _guarded(path: str, what: str, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except Exception as exc:
-        raise _StepFailed(
-            Problem(ErrorCode.STEP_FAILED, f"failed to {what}: {describe_exception(exc)}", path=path), exc
-        ) from exc
+        raise _StepFailed(_failure(exc, f"failed to {what}", path), exc) from exc
+
+
+def _failure(exc: BaseException, what: str, path: str) -> Problem:
+    """The problem recorded for an exception raised by a capability.
+
+    A plugin's own :class:`GuardchainError` keeps its stable code (``GC-DATA-TOO-FEW-WINDOWS``, ...) so that users
+    can act on it; anything else is ``GC-STEP-FAILED`` with the exception's type and message.
+    """
+    if isinstance(exc, GuardchainError):
+        first = exc.problems[0]
+        return Problem(
+            first.code,
+            f"{what}: {first.message}",
+            path=path,
+            expected=first.expected,
+            hint=first.hint,
+            details={**first.details, "step_failed": True},
+        )
+    return Problem(ErrorCode.STEP_FAILED, f"{what}: {describe_exception(exc)}", path=path)
 
 
 def _expect(value: Any, cls: type[BaseModel], index: int, method: str) -> None:

@@ -1,0 +1,110 @@
+"""Rollback and identity of weights: snapshot, bit-identical restore, and the weights digest.
+
+"Parameters" are ``model.named_parameters()`` with duplicates removed: a tied parameter (GPT-2's ``wte`` and
+``lm_head``) is one ``Parameter`` object reachable under several names and is listed once, under the first name
+torch reaches it by. Buffers (rotary frequencies, position ids) are not weights and are neither snapshotted nor
+hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from guardchain.adapters.errors import HFErrorCode, hf_error
+
+
+def distinct_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    """``named_parameters()`` without duplicates, also dropping a second ``Parameter`` object that is an identical
+    view of storage already listed (same data pointer, dtype, shape and strides)."""
+    seen: set[tuple[int, torch.dtype, tuple[int, ...], tuple[int, ...]]] = set()
+    out: list[tuple[str, torch.nn.Parameter]] = []
+    for name, param in model.named_parameters():
+        key = (param.data_ptr(), param.dtype, tuple(param.shape), tuple(param.stride()))
+        if param.data_ptr() != 0 and key in seen:
+            continue
+        seen.add(key)
+        out.append((name, param))
+    return out
+
+
+def n_parameters(model: torch.nn.Module) -> int:
+    """Number of scalar parameters, each tied parameter counted once."""
+    return sum(p.numel() for _, p in distinct_parameters(model))
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 hex digest of every parameter, in sorted name order.
+
+    For each distinct parameter (see the module docstring), sorted by name, the hash is fed
+    ``f"{name}|{dtype}|{shape}|"`` (UTF-8; ``dtype`` like ``float32``, ``shape`` comma-separated, e.g. ``50,32``)
+    and then the parameter's raw bytes in C order (``.detach().cpu().contiguous().view(torch.uint8)``, native
+    byte order). Equal digests mean bit-identical weights under identical names.
+    """
+    hasher = hashlib.sha256()
+    for name, param in sorted(distinct_parameters(model), key=lambda item: item[0]):
+        dtype = str(param.dtype).removeprefix("torch.")
+        shape = ",".join(str(d) for d in param.shape)
+        hasher.update(f"{name}|{dtype}|{shape}|".encode())
+        raw = param.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+        hasher.update(raw.numpy().data)  # a memoryview: no extra copy
+    return hasher.hexdigest()
+
+
+@dataclass(frozen=True)
+class WeightSnapshot:
+    """Copies of every distinct parameter, by name (opaque to callers; pass it back to ``restore``).
+
+    :ivar tensors: parameter name -> a detached clone (same device, dtype and shape).
+    """
+
+    tensors: dict[str, torch.Tensor]
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the copies, in bytes."""
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+
+def snapshot(model: torch.nn.Module) -> WeightSnapshot:
+    """Clone every distinct parameter (tied ones once, so tying survives :func:`restore`)."""
+    with torch.no_grad():
+        return WeightSnapshot({name: p.detach().clone() for name, p in distinct_parameters(model)})
+
+
+def restore(model: torch.nn.Module, saved: Any) -> None:
+    """Copy a :class:`WeightSnapshot` back into the model's parameters in place (``copy_`` under ``no_grad``).
+
+    The parameter objects are kept (so optimizers, hooks and tying keep working); the result is bit-identical to
+    the moment of the snapshot.
+
+    :raises GuardchainError: ``GC-HF-SNAPSHOT-MISMATCH`` if ``saved`` is not a snapshot of this model's current
+        parameters (different names, shapes or dtypes); nothing is changed then.
+    """
+    if not isinstance(saved, WeightSnapshot):
+        raise hf_error(
+            HFErrorCode.SNAPSHOT_MISMATCH,
+            f"restore() expects the object snapshot() returned, got {type(saved).__name__}",
+        )
+    params = dict(distinct_parameters(model))
+    problems = sorted(set(params) ^ set(saved.tensors))
+    problems += [
+        name
+        for name in sorted(set(params) & set(saved.tensors))
+        if params[name].shape != saved.tensors[name].shape or params[name].dtype != saved.tensors[name].dtype
+    ]
+    if problems:
+        raise hf_error(
+            HFErrorCode.SNAPSHOT_MISMATCH,
+            f"the snapshot does not match the model's parameters ({len(problems)} differ: "
+            + ", ".join(problems[:5])
+            + (" ..." if len(problems) > 5 else "")
+            + ")",
+            hint="restore a snapshot taken from this model; an edit must modify parameters in place",
+        )
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(saved.tensors[name])

@@ -1,0 +1,51 @@
+"""Right-padded batches of token sequences in the layout every adapter method takes.
+
+A batch is ``{"input_ids": LongTensor[B, T], "attention_mask": LongTensor[B, T]}`` of content tokens (no special
+tokens), right-padded: row ``b`` holds its tokens in columns ``0 .. len_b - 1`` with mask 1, then ``pad_id`` with
+mask 0; ``T`` is the longest sequence of the batch (at least 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch: the rows ``start .. start + B - 1`` of the sequence list.
+
+    :ivar start: index of the first row in the full list.
+    :ivar input_ids: shape ``(B, T)``, int64.
+    :ivar attention_mask: shape ``(B, T)``, int64, 1 on tokens and 0 on padding.
+    """
+
+    start: int
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        """The mapping handed to the adapter."""
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
+
+
+def padded_batches(sequences: Sequence[Sequence[int]], batch_size: int, pad_id: int) -> Iterator[Batch]:
+    """Split ``sequences`` into consecutive right-padded batches of at most ``batch_size`` rows.
+
+    Vectorized per batch: the tokens are concatenated once and scattered through the boolean mask (row-major
+    order puts each row's tokens in its leading columns).
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    for start in range(0, len(sequences), batch_size):
+        rows = sequences[start : start + batch_size]
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        width = max(1, int(lengths.max(initial=0)))
+        mask = np.arange(width, dtype=np.int64)[None, :] < lengths[:, None]
+        ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+        if int(lengths.sum()):
+            ids[mask] = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows])
+        yield Batch(start, torch.from_numpy(ids), torch.from_numpy(mask.astype(np.int64)))
