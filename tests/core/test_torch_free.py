@@ -14,6 +14,20 @@ REPORT_HEAVY = (
 )
 
 
+def member_distributions_with_plugins():
+    """Every first-party member of this repository that declares a guardchain.plugins entry point."""
+    import tomllib
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    names = set()
+    for path in [*repo.glob("*/pyproject.toml"), *repo.glob("plugins/*/pyproject.toml")]:
+        project = tomllib.loads(path.read_text())["project"]
+        if project.get("entry-points", {}).get("guardchain.plugins"):
+            names.add(project["name"])
+    return names
+
+
 def first_party(rows):
     return [r for r in rows if (r["distribution"] or "").startswith("guardchain")]
 
@@ -28,6 +42,7 @@ def test_help_and_list_work_with_torch_unimportable(cli, fixture_sites):
     rows = listed.json()["plugins"]
     by_name = {r["name"]: r for r in rows}
     assert all(r["status"] == "ok" for r in first_party(rows)), first_party(rows)
+    assert {r["distribution"] for r in first_party(rows)} == member_distributions_with_plugins()
     assert by_name["acme"]["status"] == "ok" and by_name["fakes"]["status"] == "ok"
     heavy = by_name["heavy_import"]
     assert heavy["status"] == "error"
