@@ -501,3 +501,45 @@ def test_three_way_conflicts_give_each_plugin_one_problem_naming_all():
         problems = registry.plugin(name).problems
         assert len(problems) == 1
         assert all(f"dist-{n}" in problems[0].message for n in "abc")
+
+
+def test_a_config_model_given_by_reference_is_imported_only_when_needed(ep_modules):
+    ep_modules(
+        "gc_lazy_config",
+        """
+        from pydantic import BaseModel, ConfigDict
+        class Good(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+            level: int = 1
+        class Loose(BaseModel):
+            level: int = 1
+        """,
+    )
+
+    def guardchain_register_guards(registrar):
+        registrar.register("lazy", summary="s", config_model="gc_lazy_config:Good", factory=GoodGuard)
+        registrar.register("loose", summary="s", config_model="gc_lazy_config:Loose", factory=GoodGuard)
+        registrar.register("absent", summary="s", config_model="gc_lazy_config:Absent", factory=GoodGuard)
+
+    sys.modules.pop("gc_lazy_config", None)
+    registry = Registry.from_plugins({"p": make_plugin(guardchain_register_guards=guardchain_register_guards)})
+    assert registry.plugin("p").ok
+    assert "gc_lazy_config" not in sys.modules  # registering imported nothing
+    assert registry.create(CapabilityKind.GUARD, "lazy", {"level": 3}).config.level == 3
+    with pytest.raises(GuardchainError) as caught:
+        registry.create(CapabilityKind.GUARD, "loose")
+    assert caught.value.code == ErrorCode.SPEC_INVALID and "extra='forbid'" in str(caught.value)
+    with pytest.raises(GuardchainError) as caught:
+        registry.create(CapabilityKind.GUARD, "absent")
+    assert caught.value.code == ErrorCode.PLUGIN_UNAVAILABLE
+    checks = {s.name: [p.code for p in registry.check_loadable(s)] for s in registry.specs()}
+    assert checks == {"absent": [ErrorCode.PLUGIN_UNAVAILABLE], "lazy": [], "loose": [ErrorCode.SPEC_INVALID]}
+
+
+def test_a_malformed_config_model_reference_is_refused_at_registration():
+    def guardchain_register_guards(registrar):
+        registrar.register("g", summary="s", config_model="no colon here", factory=GoodGuard)
+
+    registry = Registry.from_plugins({"p": make_plugin(guardchain_register_guards=guardchain_register_guards)})
+    assert registry.plugin("p").problems[0].code == ErrorCode.SPEC_INVALID
+    assert "malformed config model reference" in registry.plugin("p").problems[0].message

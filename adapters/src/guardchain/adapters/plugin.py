@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guardchain.adapters.architectures import adapter_for_model_type, supported_model_types
-from guardchain.adapters.config import AutoAdapterConfig, BertAdapterConfig, CausalLMAdapterConfig
 from guardchain.adapters.named import NAMED_MODELS
 from guardchain.adapters.refs import classify_ref, gguf_model_type, read_model_type
 from guardchain.core import PLUGIN_API_VERSION, hookimpl
@@ -40,7 +39,7 @@ def guardchain_register_adapters(registrar: Registrar) -> None:
     registrar.register(
         "hf_gpt2",
         summary="Hugging Face GPT-2 causal LMs (GPT2LMHeadModel): load, describe, score, sites, rollback.",
-        config_model=CausalLMAdapterConfig,
+        config_model="guardchain.adapters.config:CausalLMAdapterConfig",
         factory=f"{_IMPL}:GPT2Adapter",
         docs="model_type gpt2. token_logprobs: log p(x_t | x_<t), NaN at t=0 and on padding. "
         "GPT-2's Conv1D weights are stored (in, out) and described as stored. " + _REFS + " " + _SITES,
@@ -48,7 +47,7 @@ def guardchain_register_adapters(registrar: Registrar) -> None:
     registrar.register(
         "hf_llama",
         summary="Hugging Face Llama-family causal LMs (Llama, Mistral, Qwen2, SmolLM), incl. GGUF files.",
-        config_model=CausalLMAdapterConfig,
+        config_model="guardchain.adapters.config:CausalLMAdapterConfig",
         factory=f"{_IMPL}:LlamaAdapter",
         docs="model_type llama, mistral or qwen2. A .gguf file is dequantised by transformers once and cached as "
         "safetensors under the cache root. " + _REFS + " " + _SITES,
@@ -56,7 +55,7 @@ def guardchain_register_adapters(registrar: Registrar) -> None:
     registrar.register(
         "hf_bert",
         summary="Hugging Face BERT encoders: masked-LM (pseudo-log-likelihood), sequence classification, bare.",
-        config_model=BertAdapterConfig,
+        config_model="guardchain.adapters.config:BertAdapterConfig",
         factory=f"{_IMPL}:BertAdapter",
         docs="model_type bert. head masked_lm scores windows by pseudo-log-likelihood over mlm_mask_groups "
         "seeded groups; sequence_classification exposes class_logits(handle, batch). " + _REFS + " " + _SITES,
@@ -64,7 +63,7 @@ def guardchain_register_adapters(registrar: Registrar) -> None:
     registrar.register(
         "hf_auto",
         summary="Reads the checkpoint's model_type and delegates to the adapter the resolve hook names.",
-        config_model=AutoAdapterConfig,
+        config_model="guardchain.adapters.config:AutoAdapterConfig",
         factory=f"{_IMPL}:AutoAdapter",
         docs="Supported model types: " + ", ".join(supported_model_types()) + ". " + _REFS,
     )

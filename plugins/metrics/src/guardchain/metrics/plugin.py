@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from guardchain.core import PLUGIN_API_VERSION, hookimpl
-from guardchain.metrics.config import AccuracyConfig, PplConfig
 
 if TYPE_CHECKING:
     from guardchain.core.registry import Registrar
@@ -22,7 +21,7 @@ def guardchain_register_metrics(registrar: Registrar) -> None:
     registrar.register(
         "ppl",
         summary="Token-weighted perplexity over token windows; per-window mean NLL (nats/token) for pairing.",
-        config_model=PplConfig,
+        config_model="guardchain.metrics.config:PplConfig",
         factory="guardchain.metrics.perplexity:Perplexity",
         docs="value = exp(sum_i w_i l_i / sum_i w_i) with l_i the mean NLL of window i (nats/token) and w_i its "
         "scored tokens; per_unit = l_i, unit_weights = w_i, so exp of the weighted mean paired difference is the "
@@ -32,7 +31,7 @@ def guardchain_register_metrics(registrar: Registrar) -> None:
     registrar.register(
         "accuracy",
         summary="Fraction of labelled texts whose arg-max class is the label; per-example 1/0 for pairing.",
-        config_model=AccuracyConfig,
+        config_model="guardchain.metrics.config:AccuracyConfig",
         factory="guardchain.metrics.accuracy:Accuracy",
         docs="Texts are truncated to max_length content tokens; the adapter's class_logits adds special tokens. "
         "uncertainty = sqrt(p(1-p)/n). Needs LabeledTexts (jsonl or hf_datasets with label_field).",
