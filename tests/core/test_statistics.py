@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from guardchain.core.errors import ErrorCode, GuardchainError
 from guardchain.core.results import MetricResult
@@ -106,3 +108,20 @@ def test_bca_coverage_is_within_two_points_of_nominal():
         covered += cmp.ci_low <= math.exp(true_mean) <= cmp.ci_high
     coverage = covered / sims
     assert 0.93 <= coverage <= 0.97, coverage
+
+
+finite = st.floats(min_value=0.5, max_value=8.0, allow_nan=False)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    data=st.lists(st.tuples(finite, finite, st.integers(min_value=1, max_value=256)), min_size=2, max_size=30),
+)
+def test_property_ratio_is_exp_of_mean_delta_and_self_pairing_is_exact(data):
+    base = result([b for b, _, _ in data], [w for _, _, w in data])
+    subj = result([s for _, s, _ in data], [w for _, _, w in data])
+    cmp = paired_comparison(base, subj, settings=BootstrapSettings(n_resamples=200))
+    assert cmp.estimate == pytest.approx(math.exp(cmp.mean_delta), rel=1e-12)
+    assert cmp.ci_low <= cmp.ci_high
+    same = paired_comparison(base, base, settings=BootstrapSettings(n_resamples=200))
+    assert (same.estimate, same.ci_low, same.ci_high) == (1.0, 1.0, 1.0)
