@@ -34,6 +34,7 @@ def test_gpt2_structure_records_conv1d_shapes_as_stored_and_the_tied_head(load: 
     assert len(structure.by_family(WeightFamily.ATTN)) == 4 and len(structure.by_family(WeightFamily.FFN)) == 4
     assert output_axis(handle.model, "transformer.h.0.mlp.c_fc.weight") == 1
     assert output_axis(handle.model, "transformer.wte.weight") == 0
+    assert (fc.out_axis, attn.out_axis, by_name["transformer.wte.weight"].out_axis) == (1, 1, 0)
 
 
 def test_llama_structure_has_gqa_projections_and_an_untied_head(load: Any) -> None:

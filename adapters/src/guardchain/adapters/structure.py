@@ -125,7 +125,8 @@ def describe_model(model: torch.nn.Module, accepted: frozenset[str] | None = Non
             continue
         owner = modules.get(name.rpartition(".")[0], model)
         family, block = _family(layout, name, owner)
-        weights.append(WeightMatrix(name=name, family=family, shape=tuple(param.shape), block=block))
+        out_axis = 1 if type(owner).__name__ == "Conv1D" else 0
+        weights.append(WeightMatrix(name=name, family=family, shape=tuple(param.shape), block=block, out_axis=out_axis))
     return ModelStructure(blocks=layout.blocks, weights=tuple(weights), tied=tied_groups(model))
 
 

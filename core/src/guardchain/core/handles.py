@@ -52,12 +52,16 @@ class WeightMatrix:
     :ivar family: the :class:`WeightFamily` it belongs to.
     :ivar shape: parameter shape, outermost dimension first.
     :ivar block: index of the transformer block that owns it, or ``None`` outside the blocks (embeddings, head).
+    :ivar out_axis: the axis of ``shape`` that indexes output features: ``0`` for ``(out, in)`` storage (PyTorch
+        ``nn.Linear``), ``1`` for ``(in, out)`` storage (GPT-2's ``Conv1D``). Per-output-channel edits and
+        spectra depend on it.
     """
 
     name: str
     family: WeightFamily
     shape: tuple[int, ...]
     block: int | None = None
+    out_axis: int = 0
 
 
 @dataclass(frozen=True)
