@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from importlib.metadata import entry_points, version
+from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 
 import pytest
@@ -72,7 +72,23 @@ def test_installed_entry_points_match_the_pyprojects():
         for ep in entry_points(group=ENTRY_POINT_GROUP)
         if ep.dist is not None and ep.dist.name.startswith("guardchain")
     }
+    installed_dists = {dist for _, dist in installed.values()}
+    declared = {name: v for name, v in declared.items() if v[1] in installed_dists or _installed(v[1])}
     assert installed == declared, "re-run the README's install command after editing entry points"
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        version(distribution)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.members
+def test_every_member_is_installed():
+    missing = [data["project"]["name"] for data in members().values() if not _installed(data["project"]["name"])]
+    assert missing == [], "run the README's install command"
 
 
 def readme_commands() -> list[str]:
