@@ -36,7 +36,7 @@ def test_first_party_plugins_are_all_ok(registry):
     first_party = {
         ep.dist.name for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.dist.name.startswith("guardchain")
     }
-    assert {"guardchain-adapters", "guardchain-data", "guardchain-metrics"} <= first_party
+    assert {"guardchain-adapters", "guardchain-data", "guardchain-edits", "guardchain-metrics"} <= first_party
     for record in registry.plugins:
         if record.distribution in first_party:
             assert record.ok, record.problems

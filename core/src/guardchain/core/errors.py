@@ -41,6 +41,7 @@ class ErrorCode(StrEnum):
     CONFIG_VALUE = "GC-CONFIG-VALUE"
     # Running chains.
     ADAPTER_UNRESOLVED = "GC-ADAPTER-UNRESOLVED"
+    MODEL_NOT_FOUND = "GC-MODEL-NOT-FOUND"
     STEP_FAILED = "GC-STEP-FAILED"
     STEP_ORDER = "GC-STEP-ORDER"
     OUTPUT_WRITE = "GC-OUTPUT-WRITE"
@@ -80,6 +81,8 @@ ERROR_DESCRIPTIONS: Mapping[ErrorCode, str] = {
     ErrorCode.CONFIG_VALUE: "A value has the right type but is out of range or otherwise invalid.",
     ErrorCode.ADAPTER_UNRESOLVED: "No adapter was named for a model reference and no plugin's "
     "`guardchain_resolve_adapter` hook claimed it.",
+    ErrorCode.MODEL_NOT_FOUND: "A model reference looks like a path, but nothing exists there (and no plugin "
+    "claims it as a name).",
     ErrorCode.STEP_FAILED: "A chain step raised while running; the run record names the step and the cause.",
     ErrorCode.STEP_ORDER: "A chain's steps are in an order the runner cannot execute (e.g. an edit or metric "
     "with no model loaded).",

@@ -138,7 +138,7 @@ def bootstrap_interval(
     """BCa interval of the weighted mean of ``deltas`` (resampling units with their weights).
 
     Degenerate cases are answered exactly instead of by resampling: fewer than two units give ``(None, None)``;
-    identical deltas give a zero-width interval at that value (every resample has the same mean).
+    deltas equal to rounding give a zero-width interval at their mean (every resample has the same mean).
     """
     import numpy as np
     from scipy import stats
@@ -147,8 +147,9 @@ def bootstrap_interval(
     w = np.asarray(weights, dtype=np.float64)
     if d.size < 2:
         return None, None
-    if np.all(d == d[0]):
-        value = float(d[0])
+    if float(np.ptp(d)) <= 1e-12 * (1.0 + float(np.max(np.abs(d)))):
+        # Every resample has (to rounding) the same mean, and BCa's acceleration would divide 0 by 0.
+        value = float(np.sum(d * w) / np.sum(w))
         return value, value
 
     def weighted_mean(dd: np.ndarray, ww: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -19,7 +19,7 @@ from guardchain.core import __version__
 from guardchain.core.cli.state import AppState
 from guardchain.core.errors import GuardchainError
 
-BUILTIN_COMMANDS = ("plugins", "config", "doctor", "run")
+BUILTIN_COMMANDS = ("plugins", "config", "doctor", "run", "certify", "verify")
 
 
 class GuardchainGroup(click.Group):
@@ -104,6 +104,7 @@ def cli(ctx: click.Context, log_format: str, log_level: str, disabled: tuple[str
 
 
 def _register_builtins() -> None:
+    from guardchain.core.cli.certify_commands import certify, verify
     from guardchain.core.cli.chain_commands import config_group, doctor, run
     from guardchain.core.cli.plugin_commands import plugins
 
@@ -111,6 +112,8 @@ def _register_builtins() -> None:
     cli.add_command(config_group)
     cli.add_command(doctor)
     cli.add_command(run)
+    cli.add_command(certify)
+    cli.add_command(verify)
 
 
 _register_builtins()

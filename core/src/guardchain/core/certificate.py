@@ -1,0 +1,242 @@
+"""Certificate v1: what ``guardchain certify`` writes and ``guardchain verify`` checks.
+
+Integrity has three layers:
+
+* ``digest`` — SHA-256 of the canonical JSON (sorted keys, no whitespace, UTF-8) of the certificate without its
+  ``digest``, ``leaf_digests`` and ``signature`` fields;
+* ``leaf_digests`` — a short SHA-256 per scalar leaf (``path -> 16 hex``) so that ``verify`` names the exact field
+  that changed, not only that something did;
+* ``signature`` (optional) — Ed25519 over the digest, with the public key, so a third party can check who issued it.
+
+Every derived number (ratios, perplexities, CIs, token counts, gate outcomes, verdict) is also recomputed by
+:mod:`guardchain.core.verify` from the stored arrays and settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from guardchain.core.policy import Policy
+from guardchain.core.statistics import BootstrapSettings
+
+CERTIFICATE_SCHEMA_VERSION: Literal[1] = 1
+UNSIGNED_FIELDS = ("digest", "leaf_digests", "signature")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Arm(_Strict):
+    """One model's per-window values on one window set.
+
+    :ivar ppl: exp(Σ w_i nll_i / Σ w_i), the token-weighted perplexity.
+    :ivar per_unit: mean NLL per window, nats/token, aligned with the split's ``unit_ids``.
+    :ivar unit_weights: tokens scored per window.
+    """
+
+    ppl: float
+    per_unit: list[float]
+    unit_weights: list[float]
+
+
+class SplitEvaluation(_Strict):
+    """Baseline and subject on one window set (preview or final), paired window by window.
+
+    :ivar ratio: exp(mean Δ) = ppl_subject / ppl_baseline (token-weighted).
+    :ivar ci_low: lower end of the BCa interval of the ratio.
+    :ivar deltas: per-window Δ = nll_subject − nll_baseline.
+    """
+
+    unit_ids: list[str]
+    baseline: Arm
+    subject: Arm
+    deltas: list[float]
+    ratio: float
+    ci_low: float | None
+    ci_high: float | None
+    n_windows: int
+    n_tokens: float
+
+
+class PrimaryMetric(_Strict):
+    """The decisive metric: perplexity (pseudo-perplexity for masked LMs) on paired windows."""
+
+    kind: str
+    mode: str
+    preview: SplitEvaluation
+    final: SplitEvaluation
+    bootstrap: BootstrapSettings
+    ci_half_width_log: float | None = Field(description="Half-width of the final CI of log(ratio).")
+    n_final_for_target: int | None = Field(description="Final windows needed to reach the profile's target.")
+
+
+class Gate(_Strict):
+    """One gate: what was measured, against what, and the outcome.
+
+    ``comparison`` says how ``passed`` follows from ``measured`` and ``threshold``: ``le`` (measured <= threshold),
+    ``within`` (threshold[0] <= measured <= threshold[1]), ``true`` (measured is true), ``not_fail`` (measured is
+    not ``"fail"``).
+    """
+
+    name: str
+    comparison: Literal["le", "within", "true", "not_fail"]
+    measured: float | bool | str | None
+    threshold: float | list[float] | None
+    passed: bool
+    detail: str = ""
+
+
+class Provenance(_Strict):
+    """What exactly was compared, with what software."""
+
+    seeds: dict[str, int]
+    baseline: dict[str, Any]
+    subject: dict[str, Any]
+    dataset: dict[str, Any]
+    plugins: list[dict[str, Any]]
+    config_digest: str
+    policy_digest: str
+    libraries: dict[str, str]
+    device: str
+
+
+class Signature(_Strict):
+    """An Ed25519 signature over the UTF-8 bytes of ``digest``."""
+
+    algorithm: Literal["ed25519"] = "ed25519"
+    public_key: str = Field(description="Raw 32-byte public key, hex.")
+    value: str = Field(description="64-byte signature, hex.")
+
+
+class Certificate(_Strict):
+    """A certificate of one edit (or one subject checkpoint) against its baseline.
+
+    ``verdict`` is ``PASS`` only if every gate passed; ``rolled_back`` says the catastrophe gate fired and the
+    weights were restored (verified by digest).
+    """
+
+    schema_version: Literal[1] = CERTIFICATE_SCHEMA_VERSION
+    run_id: str
+    created_at: str
+    verdict: Literal["PASS", "FAIL"]
+    rolled_back: bool
+    mode: Literal["edit", "compare"]
+    policy: Policy
+    primary_metric: PrimaryMetric
+    gates: list[Gate]
+    edit: dict[str, Any] | None
+    guards: list[dict[str, Any]]
+    provenance: Provenance
+    timing: dict[str, float]
+    digest: str = ""
+    leaf_digests: dict[str, str] = Field(default_factory=dict)
+    signature: Signature | None = None
+
+
+def canonical_body(data: dict[str, Any]) -> bytes:
+    """Canonical JSON of a certificate's content, without the integrity fields."""
+    body = {k: v for k, v in data.items() if k not in UNSIGNED_FIELDS}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def body_digest(data: dict[str, Any]) -> str:
+    """SHA-256 hex of :func:`canonical_body`."""
+    return hashlib.sha256(canonical_body(data)).hexdigest()
+
+
+def leaf_digests(data: dict[str, Any]) -> dict[str, str]:
+    """``path -> first 16 hex of sha256(path=value)`` for every scalar leaf of the content."""
+    out: dict[str, str] = {}
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            for key in sorted(value):
+                walk(value[key], f"{path}.{key}" if path else str(key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{path}[{index}]")
+        else:
+            encoded = json.dumps(value, sort_keys=True, allow_nan=False)
+            out[path] = hashlib.sha256(f"{path}={encoded}".encode()).hexdigest()[:16]
+
+    walk({k: v for k, v in data.items() if k not in UNSIGNED_FIELDS}, "")
+    return out
+
+
+def seal(certificate: Certificate) -> Certificate:
+    """Return ``certificate`` with ``digest`` and ``leaf_digests`` filled in (signature dropped)."""
+    data = certificate.model_dump(mode="json")
+    return certificate.model_copy(
+        update={"digest": body_digest(data), "leaf_digests": leaf_digests(data), "signature": None}
+    )
+
+
+def sign(certificate: Certificate, private_key_pem: bytes) -> Certificate:
+    """Sign a sealed certificate's digest with an Ed25519 private key (PEM, PKCS#8, unencrypted).
+
+    Needs the ``cryptography`` package (``pip install 'guardchain-core[sign]'``).
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = serialization.load_pem_private_key(private_key_pem, password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError("the signing key is not an Ed25519 private key")
+    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    signature = Signature(public_key=public.hex(), value=key.sign(certificate.digest.encode()).hex())
+    return certificate.model_copy(update={"signature": signature})
+
+
+def render_markdown(certificate: Certificate) -> str:
+    """A human-readable summary (the JSON is the certificate; this is a view of it)."""
+    pm = certificate.primary_metric
+    final, preview = pm.final, pm.preview
+
+    def ci(split: SplitEvaluation) -> str:
+        if split.ci_low is None or split.ci_high is None:
+            return "n/a"
+        return f"[{split.ci_low:.4f}, {split.ci_high:.4f}]"
+
+    lines = [
+        f"# guardchain certificate: {certificate.verdict}",
+        "",
+        f"- run: `{certificate.run_id}` ({certificate.created_at})",
+        f"- mode: {certificate.mode}; tier {certificate.policy.tier}, profile {certificate.policy.profile}",
+        f"- baseline: `{certificate.provenance.baseline.get('ref', '')}`; subject: "
+        f"`{certificate.provenance.subject.get('ref', '')}`",
+        f"- rolled back: {'yes' if certificate.rolled_back else 'no'}",
+        f"- digest: `{certificate.digest}`" + (" (signed, Ed25519)" if certificate.signature else ""),
+        "",
+        f"## Primary metric: {pm.kind} ({pm.mode})",
+        "",
+        "| windows | n | tokens | baseline | subject | ratio | 95% CI |",
+        "|---|---|---|---|---|---|---|",
+        f"| preview | {preview.n_windows} | {preview.n_tokens:.0f} | {preview.baseline.ppl:.4f} | "
+        f"{preview.subject.ppl:.4f} | {preview.ratio:.5f} | {ci(preview)} |",
+        f"| final | {final.n_windows} | {final.n_tokens:.0f} | {final.baseline.ppl:.4f} | {final.subject.ppl:.4f} | "
+        f"{final.ratio:.5f} | {ci(final)} |",
+        "",
+        "## Gates",
+        "",
+        "| gate | measured | threshold | result |",
+        "|---|---|---|---|",
+    ]
+    for gate in certificate.gates:
+        lines.append(f"| {gate.name} | {gate.measured} | {gate.threshold} | {'pass' if gate.passed else 'FAIL'} |")
+    if certificate.edit:
+        report = certificate.edit.get("report", {})
+        lines += [
+            "",
+            "## Edit",
+            "",
+            f"- {report.get('edit', '')}: {len(report.get('modules_changed', []))} matrices, "
+            f"{report.get('parameters_changed', 0)} parameters changed",
+        ]
+    lines += ["", "## Timing (seconds)", ""]
+    lines += [f"- {k}: {v:.2f}" for k, v in sorted(certificate.timing.items())]
+    return "\n".join(lines) + "\n"
