@@ -34,6 +34,7 @@ from guardchain.core.certificate import (
     SplitEvaluation,
     render_markdown,
     seal,
+    sign,
 )
 from guardchain.core.config import problems_from_validation_error, read_chain_file
 from guardchain.core.context import RunContext
@@ -94,8 +95,16 @@ def load_preset(path: str | Path) -> CertifyPreset:
 Progress = Callable[[str], None]
 
 
-def certify(request: CertifyRequest, registry: Registry, *, progress: Progress | None = None) -> Certificate:
+def certify(
+    request: CertifyRequest,
+    registry: Registry,
+    *,
+    progress: Progress | None = None,
+    signing_key_pem: bytes | None = None,
+) -> Certificate:
     """Run the certify chain and write ``certificate.json`` and ``certificate.md`` into ``request.out``.
+
+    :param signing_key_pem: an Ed25519 private key (PEM); the certificate is signed before it is written.
 
     :raises GuardchainError: for bad input (unknown plugin, invalid config, missing checkpoint, mismatched
         subject, too few windows); nothing is written then.
@@ -105,8 +114,8 @@ def certify(request: CertifyRequest, registry: Registry, *, progress: Progress |
     preset = request.preset
     run_id = uuid.uuid4().hex
     seed = preset.seed
-    staging = request.out.parent / f".{request.out.name}.tmp-{run_id[:8]}"
-    context = RunContext(run_id=run_id, seed=seed, out_dir=staging, registry=registry)
+    # Artifacts a step writes land in the staging directory that becomes ``request.out`` with the certificate.
+    context = RunContext(run_id=run_id, seed=seed, out_dir=_staging_dir(request.out, run_id), registry=registry)
     timing: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -221,6 +230,8 @@ def certify(request: CertifyRequest, registry: Registry, *, progress: Progress |
         timing=timing,
     )
     certificate = seal(certificate)
+    if signing_key_pem is not None:
+        certificate = sign(certificate, signing_key_pem)
     write_certificate(certificate, request.out)
     return certificate
 
@@ -512,12 +523,16 @@ def _seed_torch(seed: int) -> None:
         torch.manual_seed(seed)
 
 
+def _staging_dir(out: Path, run_id: str) -> Path:
+    return out.parent / f".{out.name}.tmp-{run_id[:8]}"
+
+
 def write_certificate(certificate: Certificate, out: Path) -> None:
     """Write ``certificate.json`` and ``certificate.md`` into ``out`` so that it holds both or neither.
 
     Both files are written into a sibling staging directory, which then replaces ``out`` by rename.
     """
-    staging = out.parent / f".{out.name}.tmp-{certificate.run_id[:8]}"
+    staging = _staging_dir(out, certificate.run_id)
     try:
         staging.mkdir(parents=True, exist_ok=True)
         write_json_atomic(staging / "certificate.json", certificate.model_dump(mode="json"))

@@ -92,13 +92,10 @@ def certify(
         request = CertifyRequest.model_validate(
             {"baseline": baseline, "subject": subject, "tier": tier, "profile": profile, "preset": chosen, "out": out}
         )
-        certificate = _run_with_progress(lambda say: run_certify(request, state.registry, progress=say))
-        if key_file:
-            from guardchain.core.certificate import sign
-            from guardchain.core.certify import write_certificate
-
-            certificate = sign(certificate, Path(key_file).read_bytes())
-            write_certificate(certificate, out)
+        key = Path(key_file).read_bytes() if key_file else None
+        certificate = _run_with_progress(
+            lambda say: run_certify(request, state.registry, progress=say, signing_key_pem=key)
+        )
     except GuardchainError as exc:
         _fail(exc.problems)
         return
