@@ -204,3 +204,18 @@ def test_nested_lists_and_empty_rows_are_accepted(load: Any) -> None:
         handle, {"input_ids": [[5, 6, 7], [8, 0, 0]], "attention_mask": [[1, 1, 1], [0, 0, 0]]}
     )
     assert not torch.isnan(out[0, 1:]).any() and torch.isnan(out[1]).all()
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bert"])
+def test_a_nan_weight_scores_as_impossible_not_as_unscored(load: Any, arch: str) -> None:
+    """NaN marks unscored positions, so a broken model's NaN must come back as -inf (metrics then refuse it)."""
+    adapter, handle = load(arch)
+    batch = _windows([12, 7], seed=2)
+    before = adapter.token_logprobs(handle, batch)
+    with torch.no_grad():
+        next(p for n, p in handle.model.named_parameters() if n.endswith("weight") and p.dim() == 2).fill_(math.nan)
+    after = adapter.token_logprobs(handle, batch)
+    scored = ~torch.isnan(before)
+    assert scored.any()
+    assert torch.equal(torch.isnan(after), ~scored)  # unscored stays NaN, nothing else does
+    assert torch.isneginf(after[scored]).all()

@@ -170,7 +170,7 @@ class StubAdapter:
     ("make", "code"),
     [
         (lambda shape: torch.full(shape, float("nan")), "GC-METRIC-NO-SCORED-TOKENS"),
-        (lambda shape: torch.full(shape, -float("inf")), "GC-METRIC-NONFINITE"),
+        (lambda shape: torch.full(shape, -float("inf")), "GC-MODEL-NONFINITE"),
         (lambda shape: torch.zeros(shape[0], shape[1] + 1), "GC-METRIC-ADAPTER-OUTPUT"),
     ],
 )
@@ -186,3 +186,13 @@ def test_padding_is_never_scored_even_if_the_adapter_returns_values_there(causal
     assert result.unit_weights == (16.0, 8.0)
     assert result.per_unit == (1.0, 1.0) and result.value == pytest.approx(math.e)
     assert result.details["mode"] == "causal"  # from the handle's provenance, not from the stub's output
+
+
+def test_progress_is_reported_per_batch_through_the_context(causal, make_context, windows):
+    context = make_context(causal)
+    calls: list[tuple[str, int, int]] = []
+    context.progress = lambda task, done, total: calls.append((task, done, total))
+    ppl("final", 3).compute(causal, windows, context)
+    n = len(windows.select("final"))
+    assert [c[1] for c in calls] == [min(k, n) for k in range(3, n + 3, 3)]
+    assert {(c[0], c[2]) for c in calls} == {("ppl: final windows", n)}

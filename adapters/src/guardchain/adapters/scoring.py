@@ -128,9 +128,18 @@ def causal_token_logprobs(model: torch.nn.Module, batch: Batch, *, forward_batch
             logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
             logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
             picked = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
-            out[part, 1:span] = picked.cpu()
+            out[part, 1:span] = _nan_as_impossible(picked).cpu()
     out[batch.attention_mask == 0] = float("nan")
     return out
+
+
+def _nan_as_impossible(logprobs: torch.Tensor) -> torch.Tensor:
+    """A scored position whose log-probability is NaN (non-finite logits) becomes ``-inf``.
+
+    NaN is how this module marks *unscored* positions, so a broken model's NaN must not be mistaken for one: the
+    model gave the observed token no valid probability, and metrics then refuse the window as non-finite.
+    """
+    return logprobs.masked_fill(torch.isnan(logprobs), float("-inf"))
 
 
 def _pattern_seed(seed: int, length: int) -> int:
@@ -259,7 +268,7 @@ def mlm_pseudo_loglik(
                     token_type_ids=torch.zeros_like(masked).to(device),
                 ).logits[:, 1 : span + 1]
                 picked = torch.log_softmax(logits[chosen.to(device)].float(), dim=-1)
-                values = picked.gather(-1, targets[chosen].to(device)[:, None]).squeeze(-1).cpu()
+                values = _nan_as_impossible(picked.gather(-1, targets[chosen].to(device)[:, None]).squeeze(-1)).cpu()
                 out[part, :span][chosen] = values  # basic slicing is a view: writes through
     return out
 

@@ -91,6 +91,25 @@ class Gate(_Strict):
     detail: str = ""
 
 
+class GuardOverhead(_Strict):
+    """What the guards cost and what their corrections changed.
+
+    :ivar guard_time_s: wall time per guard instance (``guard:<position>:<name>_s``: prepare + after_edit +
+        finalize), seconds.
+    :ivar guard_share: Σ guard_time_s / timing.total_s, the fraction of the certification's wall time.
+    :ivar corrections_applied: number of applied ``GuardAction`` over all reports.
+    :ivar uncorrected_final: the subject on the final windows *without* the guards' corrections (``None`` when no
+        correction was applied, or when it was not finite); the primary metric is the corrected subject.
+    :ivar uncorrected_nonfinite: true when corrections were applied and the uncorrected subject was not finite.
+    """
+
+    guard_time_s: dict[str, float]
+    guard_share: float
+    corrections_applied: int
+    uncorrected_final: Arm | None = None
+    uncorrected_nonfinite: bool = False
+
+
 class Provenance(_Strict):
     """What exactly was compared, with what software."""
 
@@ -116,8 +135,8 @@ class Signature(_Strict):
 class Certificate(_Strict):
     """A certificate of one edit (or one subject checkpoint) against its baseline.
 
-    ``verdict`` is ``PASS`` only if every gate passed; ``rolled_back`` says the catastrophe gate fired and the
-    weights were restored (verified by digest).
+    ``verdict`` is ``PASS`` only if every gate passed; ``rolled_back`` says the weights of an edit were restored
+    (verified by digest) because the catastrophe gate, the ``subject_finite`` gate or a gate-mode guard failed.
     """
 
     schema_version: Literal[1] = CERTIFICATE_SCHEMA_VERSION
@@ -127,10 +146,13 @@ class Certificate(_Strict):
     rolled_back: bool
     mode: Literal["edit", "compare"]
     policy: Policy
-    primary_metric: PrimaryMetric
+    primary_metric: PrimaryMetric | None = Field(
+        description="Absent only when the subject's outputs were not finite (the subject_finite gate failed)."
+    )
     gates: list[Gate]
     edit: dict[str, Any] | None
     guards: list[dict[str, Any]]
+    guard_overhead: GuardOverhead | None = None
     provenance: Provenance
     timing: dict[str, float]
     digest: str = ""
@@ -195,7 +217,6 @@ def sign(certificate: Certificate, private_key_pem: bytes) -> Certificate:
 def render_markdown(certificate: Certificate) -> str:
     """A human-readable summary (the JSON is the certificate; this is a view of it)."""
     pm = certificate.primary_metric
-    final, preview = pm.final, pm.preview
 
     def ci(split: SplitEvaluation) -> str:
         if split.ci_low is None or split.ci_high is None:
@@ -212,22 +233,47 @@ def render_markdown(certificate: Certificate) -> str:
         f"- rolled back: {'yes' if certificate.rolled_back else 'no'}",
         f"- digest: `{certificate.digest}`" + (" (signed, Ed25519)" if certificate.signature else ""),
         "",
-        f"## Primary metric: {pm.kind} ({pm.mode})",
-        "",
-        "| windows | n | tokens | baseline | subject | ratio | 95% CI |",
-        "|---|---|---|---|---|---|---|",
-        f"| preview | {preview.n_windows} | {preview.n_tokens:.0f} | {preview.baseline.ppl:.4f} | "
-        f"{preview.subject.ppl:.4f} | {preview.ratio:.5f} | {ci(preview)} |",
-        f"| final | {final.n_windows} | {final.n_tokens:.0f} | {final.baseline.ppl:.4f} | {final.subject.ppl:.4f} | "
-        f"{final.ratio:.5f} | {ci(final)} |",
-        "",
-        "## Gates",
-        "",
-        "| gate | measured | threshold | result |",
-        "|---|---|---|---|",
     ]
+    if pm is None:
+        lines += ["## Primary metric", "", "The subject's outputs were not finite: no primary metric.", ""]
+    else:
+        final, preview = pm.final, pm.preview
+        lines += [
+            f"## Primary metric: {pm.kind} ({pm.mode})",
+            "",
+            "| windows | n | tokens | baseline | subject | ratio | 95% CI |",
+            "|---|---|---|---|---|---|---|",
+            f"| preview | {preview.n_windows} | {preview.n_tokens:.0f} | {preview.baseline.ppl:.4f} | "
+            f"{preview.subject.ppl:.4f} | {preview.ratio:.5f} | {ci(preview)} |",
+            f"| final | {final.n_windows} | {final.n_tokens:.0f} | {final.baseline.ppl:.4f} | "
+            f"{final.subject.ppl:.4f} | {final.ratio:.5f} | {ci(final)} |",
+            "",
+        ]
+    lines += ["## Gates", "", "| gate | measured | threshold | result |", "|---|---|---|---|"]
     for gate in certificate.gates:
         lines.append(f"| {gate.name} | {gate.measured} | {gate.threshold} | {'pass' if gate.passed else 'FAIL'} |")
+    if certificate.guards:
+        lines += [
+            "",
+            "## Guards",
+            "",
+            "| # | guard | mode | status | findings | corrections |",
+            "|---|---|---|---|---|---|",
+        ]
+        for index, report in enumerate(certificate.guards):
+            findings = ", ".join(sorted({str(f.get("code")) for f in report.get("findings", [])})) or "-"
+            applied = sum(1 for a in report.get("actions", []) if a.get("applied"))
+            lines.append(
+                f"| {index} | {report.get('guard')} | {report.get('mode')} | {report.get('status')} | {findings} | "
+                f"{applied} |"
+            )
+    overhead = certificate.guard_overhead
+    if overhead is not None:
+        lines += ["", f"Guards took {overhead.guard_share:.1%} of the wall time."]
+        if overhead.uncorrected_final is not None:
+            lines.append(
+                f"Without their corrections the subject's final perplexity is {overhead.uncorrected_final.ppl:.4f}."
+            )
     if certificate.edit:
         report = certificate.edit.get("report", {})
         lines += [

@@ -6,7 +6,14 @@ gates -> rollback if the catastrophe gate or a gate-mode guard failed -> certifi
 output directory ends up holding a complete certificate or none).
 
 The kernel names capabilities only through the registry (defaults: dataset ``kjv_excerpt``, metric ``ppl``, edit
-``quant_rtn``), so any plugin providing those names, or others given in a preset, works.
+``quant_rtn``, the guard chain :data:`DEFAULT_GUARDS`), so any plugin providing those names, or others given in a
+preset, works.
+
+Guards see the evaluation windows as ``context.data`` (they calibrate on the preview split) and the edit's plan as
+``context.edit_plan``. When a guard applies a correction, the subject is evaluated twice, with and without the
+corrections, and both are recorded (:class:`~guardchain.core.certificate.GuardOverhead`) with each guard's wall time.
+A subject whose outputs are not finite (``GC-MODEL-NONFINITE``) fails the ``subject_finite`` gate: the certificate
+says FAIL, carries no primary metric, and an edit is rolled back.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +37,7 @@ from guardchain.core.certificate import (
     Arm,
     Certificate,
     Gate,
+    GuardOverhead,
     PrimaryMetric,
     Provenance,
     SplitEvaluation,
@@ -45,6 +54,10 @@ from guardchain.core.registry import Registry
 from guardchain.core.results import GuardMode, GuardReport, GuardStatus, MetricResult
 from guardchain.core.runner import write_json_atomic
 from guardchain.core.statistics import BootstrapSettings, PairedComparison, paired_comparison
+from guardchain.core.verify import expected_gate_measurements
+
+DEFAULT_GUARDS: tuple[str, ...] = ("invariants", "spectral", "rmt", "variance", "invariants")
+"""The canonical guard chain: invariants first and last (the last one sees the other guards' corrections)."""
 
 
 class GuardStep(BaseModel):
@@ -67,7 +80,9 @@ class CertifyPreset(BaseModel):
     metric_config: dict[str, Any] = Field(default_factory=dict)
     edit: str = "quant_rtn"
     edit_config: dict[str, Any] = Field(default_factory=dict)
-    guards: list[GuardStep] = Field(default_factory=list)
+    guards: list[GuardStep] | None = Field(
+        default=None, description="Guard chain in order; null means DEFAULT_GUARDS, [] certifies without guards."
+    )
     seed: int = Field(default=0, ge=0)
 
 
@@ -93,6 +108,7 @@ def load_preset(path: str | Path) -> CertifyPreset:
 
 
 Progress = Callable[[str], None]
+StepProgress = Callable[[str, int, int], None]
 
 
 def certify(
@@ -100,10 +116,13 @@ def certify(
     registry: Registry,
     *,
     progress: Progress | None = None,
+    step_progress: StepProgress | None = None,
     signing_key_pem: bytes | None = None,
 ) -> Certificate:
     """Run the certify chain and write ``certificate.json`` and ``certificate.md`` into ``request.out``.
 
+    :param progress: told the name of each stage as it starts.
+    :param step_progress: told ``(task, done, total)`` by capabilities inside a stage (``RunContext.progress``).
     :param signing_key_pem: an Ed25519 private key (PEM); the certificate is signed before it is written.
 
     :raises GuardchainError: for bad input (unknown plugin, invalid config, missing checkpoint, mismatched
@@ -115,9 +134,15 @@ def certify(
     run_id = uuid.uuid4().hex
     seed = preset.seed
     # Artifacts a step writes land in the staging directory that becomes ``request.out`` with the certificate.
-    context = RunContext(run_id=run_id, seed=seed, out_dir=_staging_dir(request.out, run_id), registry=registry)
+    context = RunContext(
+        run_id=run_id,
+        seed=seed,
+        out_dir=_staging_dir(request.out, run_id),
+        registry=registry,
+        progress=step_progress,
+    )
     timing: dict[str, float] = {}
-    clock = time.perf_counter()
+    started = clock = time.perf_counter()
 
     def lap(name: str) -> None:
         nonlocal clock
@@ -142,16 +167,22 @@ def certify(
 
     say("cutting evaluation windows")
     windows = created["dataset"].instance.load(context)
+    context.data = windows
     fingerprint = created["dataset"].instance.fingerprint()
     say("evaluating the baseline")
     baseline_eval = _evaluate(created, handle, windows, context)
+    if baseline_eval is None:
+        raise GuardchainError.single(
+            ErrorCode.MODEL_NONFINITE,
+            f"the baseline {request.baseline!r} itself gives non-finite log-probabilities: there is nothing to "
+            "certify against",
+        )
     baseline_digest = adapter.weights_digest(handle)
     lap("baseline_eval_s")
 
-    guards = created["guards"]
+    guards = _GuardChain(created["guards"], timing)
     say("guards: prepare")
-    for guard in guards:
-        guard.instance.prepare(handle, context)
+    guards.prepare(handle, context)
     lap("guards_prepare_s")
 
     edit_record: dict[str, Any] | None = None
@@ -160,6 +191,7 @@ def certify(
         say(f"applying edit {created['edit'].spec.name}")
         snapshot = adapter.snapshot(handle)
         plan = created["edit"].instance.plan(handle, adapter.describe(handle))
+        context.edit_plan = plan
         report = created["edit"].instance.apply(handle, plan)
         edit_record = {
             "name": created["edit"].spec.name,
@@ -171,11 +203,9 @@ def certify(
         lap("edit_s")
 
     say("guards: after edit")
-    reports: list[GuardReport] = []
-    for guard in guards:
-        guard.instance.after_edit(subject_handle, context)
-    for guard in guards:
-        reports.append(guard.instance.finalize(context))
+    uncorrected = adapter.snapshot(subject_handle) if guards else None
+    reports = guards.after_edit(subject_handle, context)
+    context.edit_plan = None
     lap("guards_after_edit_s")
 
     say("evaluating the subject on the same windows")
@@ -183,15 +213,29 @@ def certify(
     subject_digest = adapter.weights_digest(subject_handle)
     lap("subject_eval_s")
 
+    uncorrected_eval = None
+    corrections = sum(1 for r in reports for a in r.actions if a.applied)
+    if corrections and uncorrected is not None:
+        say("evaluating the subject without the guards' corrections")
+        corrected = adapter.snapshot(subject_handle)
+        adapter.restore(subject_handle, uncorrected)
+        uncorrected_eval = _evaluate(created, subject_handle, windows, context)
+        adapter.restore(subject_handle, corrected)
+        del corrected
+        lap("uncorrected_eval_s")
+    del uncorrected
+
     settings = BootstrapSettings(n_resamples=policy.sizes.n_resamples, seed=seed)
-    preview = paired_comparison(baseline_eval["preview"], subject_eval["preview"], settings=settings)
-    final = paired_comparison(baseline_eval["final"], subject_eval["final"], settings=settings)
+    primary = None
+    if subject_eval is not None:
+        preview = paired_comparison(baseline_eval["preview"], subject_eval["preview"], settings=settings)
+        final = paired_comparison(baseline_eval["final"], subject_eval["final"], settings=settings)
+        primary = _primary_metric(baseline_eval, preview, final, subject_eval, settings, policy)
     lap("statistics_s")
-    gates = _gates(policy, preview, final, reports)
+    gates = _gates(policy, primary, reports)
 
     rolled_back = False
-    failed = {g.name for g in gates if not g.passed}
-    if snapshot is not None and ("catastrophe" in failed or any(n.startswith("guard:") for n in failed)):
+    if snapshot is not None and rollback_required(gates):
         say("rolling the edit back")
         adapter.restore(handle, snapshot)
         restored = adapter.weights_digest(handle)
@@ -201,8 +245,8 @@ def certify(
             )
         rolled_back = True
         lap("rollback_s")
+    timing["total_s"] = round(time.perf_counter() - started, 4)
 
-    primary = _primary_metric(baseline_eval, preview, final, subject_eval, settings, policy)
     certificate = Certificate(
         run_id=run_id,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -214,6 +258,7 @@ def certify(
         gates=gates,
         edit=edit_record,
         guards=[r.model_dump(mode="json") for r in reports],
+        guard_overhead=guards.overhead(timing, corrections, baseline_eval, uncorrected_eval) if guards else None,
         provenance=_provenance(
             request,
             registry,
@@ -234,6 +279,72 @@ def certify(
         certificate = sign(certificate, signing_key_pem)
     write_certificate(certificate, request.out)
     return certificate
+
+
+class _GuardChain:
+    """The guards of one certification, run in order, each timed (``timing["guard:<i>:<name>_s"]``)."""
+
+    def __init__(self, created: list[Any], timing: dict[str, float]) -> None:
+        self.created = created
+        self.timing = timing
+
+    def __bool__(self) -> bool:
+        return bool(self.created)
+
+    def _timed(self, index: int, call: Callable[[], Any]) -> Any:
+        began = time.perf_counter()
+        try:
+            return call()
+        finally:
+            key = f"guard:{index}:{self.created[index].spec.name}_s"
+            self.timing[key] = round(self.timing.get(key, 0.0) + time.perf_counter() - began, 4)
+
+    def prepare(self, baseline: Any, context: RunContext) -> None:
+        for index, guard in enumerate(self.created):
+            self._timed(index, partial(guard.instance.prepare, baseline, context))
+
+    def after_edit(self, subject: Any, context: RunContext) -> list[GuardReport]:
+        for index, guard in enumerate(self.created):
+            self._timed(index, partial(guard.instance.after_edit, subject, context))
+        reports = []
+        for index, guard in enumerate(self.created):
+            report = self._timed(index, partial(guard.instance.finalize, context))
+            if not isinstance(report, GuardReport):
+                raise GuardchainError.single(
+                    ErrorCode.STEP_FAILED,
+                    f"guard {guard.spec.name!r} returned {type(report).__name__} from finalize, not a GuardReport",
+                    path=f"guards[{index}]",
+                )
+            reports.append(report)
+        return reports
+
+    def overhead(
+        self,
+        timing: dict[str, float],
+        corrections: int,
+        baseline_eval: dict[str, MetricResult],
+        uncorrected_eval: dict[str, MetricResult] | None,
+    ) -> GuardOverhead:
+        per_guard = {k: v for k, v in timing.items() if k.startswith("guard:")}
+        uncorrected = None
+        if uncorrected_eval is not None:
+            final = uncorrected_eval["final"]
+            uncorrected = Arm(ppl=final.value, per_unit=list(final.per_unit), unit_weights=list(final.unit_weights))
+        return GuardOverhead(
+            guard_time_s=per_guard,
+            guard_share=round(sum(per_guard.values()) / timing["total_s"], 4) if timing["total_s"] > 0 else 0.0,
+            corrections_applied=corrections,
+            uncorrected_final=uncorrected,
+            uncorrected_nonfinite=corrections > 0 and uncorrected_eval is None,
+        )
+
+
+def rollback_required(gates: list[Gate]) -> bool:
+    """An edit is rolled back when the catastrophe gate, the ``subject_finite`` gate or a gate-mode guard failed."""
+    return any(not g.passed and (g.name in ROLLBACK_GATES or g.name.startswith("guard:")) for g in gates)
+
+
+ROLLBACK_GATES = frozenset({"catastrophe", "subject_finite"})
 
 
 def _create_all(request: CertifyRequest, registry: Registry, policy: Policy) -> dict[str, Any]:
@@ -296,7 +407,23 @@ def _create_all(request: CertifyRequest, registry: Registry, policy: Policy) -> 
     )
     if request.subject is None:
         out["edit"] = create("edit", CapabilityKind.EDIT, preset.edit, preset.edit_config, "edit_config")
-    for index, step in enumerate(preset.guards):
+    steps = preset.guards
+    if steps is None:
+        steps = [GuardStep(guard=name) for name in DEFAULT_GUARDS]
+        missing = sorted({name for name in DEFAULT_GUARDS if name not in registry.names(CapabilityKind.GUARD)})
+        if missing:
+            problems.append(
+                Problem(
+                    ErrorCode.PLUGIN_UNKNOWN,
+                    f"the default guard chain needs guard(s) {', '.join(map(repr, missing))}, which no installed "
+                    "plugin provides",
+                    path="guards",
+                    hint="install guardchain-guards, or certify without guards: --no-guards (or guards: [] in a "
+                    "--preset)",
+                )
+            )
+            steps = []
+    for index, step in enumerate(steps):
         guard = create("guard", CapabilityKind.GUARD, step.guard, step.config, f"guards[{index}].config")
         if guard is not None:
             out["guards"].append(guard)
@@ -325,11 +452,19 @@ def _resolve(registry: Registry, ref: str, path: str, problems: list[Problem]) -
     return None
 
 
-def _evaluate(created: dict[str, Any], handle: Any, windows: Any, context: RunContext) -> dict[str, MetricResult]:
-    return {
-        "preview": created["metric_preview"].instance.compute(handle, windows, context),
-        "final": created["metric_final"].instance.compute(handle, windows, context),
-    }
+def _evaluate(
+    created: dict[str, Any], handle: Any, windows: Any, context: RunContext
+) -> dict[str, MetricResult] | None:
+    """Both splits' metric results, or ``None`` when the model's outputs are not finite (``GC-MODEL-NONFINITE``)."""
+    try:
+        return {
+            "preview": created["metric_preview"].instance.compute(handle, windows, context),
+            "final": created["metric_final"].instance.compute(handle, windows, context),
+        }
+    except GuardchainError as exc:
+        if exc.problems and exc.problems[0].code == ErrorCode.MODEL_NONFINITE:
+            return None
+        raise
 
 
 def _check_compatible(adapter: Any, baseline: Any, subject: Any, request: CertifyRequest) -> None:
@@ -354,55 +489,68 @@ def _check_compatible(adapter: Any, baseline: Any, subject: Any, request: Certif
         )
 
 
-def _gates(
-    policy: Policy, preview: PairedComparison, final: PairedComparison, reports: list[GuardReport]
-) -> list[Gate]:
+def _gates(policy: Policy, primary: PrimaryMetric | None, reports: list[GuardReport]) -> list[Gate]:
+    """Every gate, each with its measured value and threshold. Without a primary metric (non-finite subject)
+    only ``subject_finite`` (failed) and the guards' gates remain."""
     t = policy.thresholds
-    drift = preview.estimate / final.estimate
-    pairing = not set(preview.unit_ids) & set(final.unit_ids)
     gates = [
         Gate(
-            name="primary_ratio_ci_upper",
-            comparison="le",
-            measured=final.ci_high,
-            threshold=t.ratio_ci_upper_max,
-            passed=final.ci_high is not None and final.ci_high <= t.ratio_ci_upper_max,
-            detail="upper end of the BCa CI of ppl_subject / ppl_baseline on the final windows",
-        ),
-        Gate(
-            name="preview_final_drift",
-            comparison="within",
-            measured=drift,
-            threshold=[t.drift_min, t.drift_max],
-            passed=t.drift_min <= drift <= t.drift_max,
-            detail="ratio on preview windows / ratio on final windows",
-        ),
-        Gate(
-            name="pairing",
+            name="subject_finite",
             comparison="true",
-            measured=pairing,
+            measured=primary is not None,
             threshold=None,
-            passed=pairing,
-            detail="same window ids and weights for both models; preview and final disjoint",
-        ),
-        Gate(
-            name="catastrophe",
-            comparison="le",
-            measured=final.estimate,
-            threshold=t.catastrophe_ratio,
-            passed=final.estimate <= t.catastrophe_ratio,
-            detail="final ratio; above it the edit is rolled back",
-        ),
+            passed=primary is not None,
+            detail="the subject's log-probabilities are finite on every window (else GC-MODEL-NONFINITE)",
+        )
     ]
-    for report in reports:
+    if primary is not None:
+        preview, final = primary.preview, primary.final
+        drift = preview.ratio / final.ratio
+        measured = expected_gate_measurements(primary)
+        gates += [
+            Gate(
+                name="primary_ratio_ci_upper",
+                comparison="le",
+                measured=final.ci_high,
+                threshold=t.ratio_ci_upper_max,
+                passed=final.ci_high is not None and final.ci_high <= t.ratio_ci_upper_max,
+                detail="upper end of the BCa CI of ppl_subject / ppl_baseline on the final windows",
+            ),
+            Gate(
+                name="preview_final_drift",
+                comparison="within",
+                measured=drift,
+                threshold=[t.drift_min, t.drift_max],
+                passed=t.drift_min <= drift <= t.drift_max,
+                detail="ratio on preview windows / ratio on final windows",
+            ),
+            Gate(
+                name="pairing",
+                comparison="true",
+                measured=measured["pairing"],
+                threshold=None,
+                passed=bool(measured["pairing"]),
+                detail="same window ids and weights for both models; preview and final disjoint",
+            ),
+            Gate(
+                name="catastrophe",
+                comparison="le",
+                measured=final.ratio,
+                threshold=t.catastrophe_ratio,
+                passed=final.ratio <= t.catastrophe_ratio,
+                detail="final ratio; above it the edit is rolled back",
+            ),
+        ]
+    for index, report in enumerate(reports):
         if report.mode == GuardMode.GATE:
             gates.append(
                 Gate(
-                    name=f"guard:{report.guard}",
+                    name=f"guard:{index}:{report.guard}",
                     comparison="not_fail",
                     measured=str(report.status),
                     threshold=None,
                     passed=report.status != GuardStatus.FAIL,
+                    detail="; ".join(f.code for f in report.findings if f.severity == GuardStatus.FAIL),
                 )
             )
     return gates

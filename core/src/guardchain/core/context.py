@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guardchain.core.handles import ModelHandle
+from guardchain.core.results import EditPlan
 
 if TYPE_CHECKING:
     from guardchain.core.registry import Registry
@@ -23,7 +25,13 @@ class RunContext:
     :ivar registry: the registry the chain was resolved from (capabilities may look up siblings by name).
     :ivar adapter: the adapter instance that loaded ``handle``, or ``None`` when the chain loads no model.
     :ivar handle: the model being measured; an edit step modifies it in place.
-    :ivar data: whatever the chain's dataset returned from ``load``, or ``None``.
+    :ivar data: whatever the chain's dataset returned from ``load``, or ``None``. In ``certify`` it is the
+        evaluation windows (:class:`~guardchain.core.windows.TokenWindows`); guards that need activations take
+        their calibration windows from its *preview* split, never from the *final* split that decides the verdict.
+    :ivar edit_plan: the plan of the edit being gated, set before guards' ``after_edit`` and cleared after the
+        edit's guards finished; ``None`` outside an edit and in compare mode (no declared scope: every parameter
+        may differ).
+    :ivar progress: where :meth:`report_progress` goes (the CLI draws bars from it); ``None`` when nobody listens.
     :ivar results: JSON-ready results of finished steps, keyed by step id.
     :ivar artifacts: files written by steps, as ``name -> path relative to out_dir``.
     """
@@ -35,6 +43,8 @@ class RunContext:
     adapter: Any = None
     handle: ModelHandle | None = None
     data: Any = None
+    edit_plan: EditPlan | None = None
+    progress: Callable[[str, int, int], None] | None = None
     results: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
 
@@ -46,3 +56,12 @@ class RunContext:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.artifacts[name] = name
         return path
+
+    def report_progress(self, task: str, done: int, total: int) -> None:
+        """Say that ``done`` of ``total`` units of ``task`` are finished (windows, matrices, ...).
+
+        Capabilities call it from long loops; it costs nothing when no listener is set. ``task`` is a short label
+        (``"ppl: final windows"``); the same label with a growing ``done`` advances one progress bar.
+        """
+        if self.progress is not None:
+            self.progress(task, done, total)

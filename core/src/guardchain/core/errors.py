@@ -42,6 +42,7 @@ class ErrorCode(StrEnum):
     # Running chains.
     ADAPTER_UNRESOLVED = "GC-ADAPTER-UNRESOLVED"
     MODEL_NOT_FOUND = "GC-MODEL-NOT-FOUND"
+    MODEL_NONFINITE = "GC-MODEL-NONFINITE"
     STEP_FAILED = "GC-STEP-FAILED"
     STEP_ORDER = "GC-STEP-ORDER"
     OUTPUT_WRITE = "GC-OUTPUT-WRITE"
@@ -83,6 +84,9 @@ ERROR_DESCRIPTIONS: Mapping[ErrorCode, str] = {
     "`guardchain_resolve_adapter` hook claimed it.",
     ErrorCode.MODEL_NOT_FOUND: "A model reference looks like a path, but nothing exists there (and no plugin "
     "claims it as a name).",
+    ErrorCode.MODEL_NONFINITE: "A model produced a non-finite value where a metric needs a finite one (a NaN or "
+    "infinite log-probability of an observed token). Metrics raise it instead of dropping the value, which would "
+    "flatter a broken model; `certify` records it as the failed `subject_finite` gate (and rolls an edit back).",
     ErrorCode.STEP_FAILED: "A chain step raised while running; the run record names the step and the cause.",
     ErrorCode.STEP_ORDER: "A chain's steps are in an order the runner cannot execute (e.g. an edit or metric "
     "with no model loaded).",

@@ -327,6 +327,7 @@ class ChainRunner:
         try:
             plan = edit.plan(handle, adapter.describe(handle))
             _expect(plan, EditPlan, index, "plan")
+            context.edit_plan = plan
             report = edit.apply(handle, plan)
             _expect(report, EditReport, index, "apply")
             for guard in guards:
@@ -337,6 +338,7 @@ class ChainRunner:
                 _expect(guard_report, GuardReport, index, f"finalize of guard {guard.spec.name!r}")
                 reports.append(guard_report)
         except Exception as exc:
+            context.edit_plan = None
             self._restore(adapter, handle, snapshot, digest_before, index)
             problem = exc.problem if isinstance(exc, _StepFailed) else None
             message = problem.message if problem else describe_exception(exc)
@@ -349,6 +351,7 @@ class ChainRunner:
                 ),
                 exc,
             ) from exc
+        context.edit_plan = None
         failing = [r.guard for r in reports if r.mode == GuardMode.GATE and r.status == GuardStatus.FAIL]
         rolled_back = bool(failing)
         if rolled_back:

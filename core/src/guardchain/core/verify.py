@@ -9,9 +9,13 @@ Checks, each reported with the field it concerns:
    arrays and bootstrap settings (same seed, same resamples);
 4. pairing: unique window ids, preview and final disjoint, equal weights for both arms;
 5. the policy: thresholds equal the stored tier's, the policy digest matches;
-6. every gate: its measured value recomputed from the primary metric, its outcome from measured and threshold;
-7. the decision: ``PASS`` if and only if every gate passed; ``rolled_back`` only with a failed catastrophe gate;
-8. the signature, when there is one (against ``--pubkey`` when given).
+6. every gate: its measured value recomputed from the primary metric (``subject_finite`` from its presence, a
+   guard's gate from that guard's report), its outcome from measured and threshold;
+7. the decision: ``PASS`` if and only if every gate passed; an edit is ``rolled_back`` if and only if the
+   catastrophe gate, the ``subject_finite`` gate or a guard's gate failed;
+8. the guard overhead: the per-guard times add up to the stated share of the total; the uncorrected arm is paired
+   with the final windows;
+9. the signature, when there is one (against ``--pubkey`` when given).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from guardchain.core.certificate import Certificate, SplitEvaluation, body_digest, leaf_digests
+from guardchain.core.certificate import Certificate, PrimaryMetric, SplitEvaluation, body_digest, leaf_digests
 from guardchain.core.config import format_path
 from guardchain.core.statistics import bootstrap_interval
 
@@ -62,11 +66,13 @@ def verify_certificate(
     out: list[Mismatch] = []
     out += _check_integrity(data)
     pm = cert.primary_metric
-    for name, split in (("preview", pm.preview), ("final", pm.final)):
-        out += _check_split(f"primary_metric.{name}", split, cert)
-    overlap = set(pm.preview.unit_ids) & set(pm.final.unit_ids)
-    if overlap:
-        out.append(Mismatch("primary_metric", f"{len(overlap)} window(s) are in both preview and final"))
+    if pm is not None:
+        for name, split in (("preview", pm.preview), ("final", pm.final)):
+            out += _check_split(f"primary_metric.{name}", split, pm)
+        overlap = set(pm.preview.unit_ids) & set(pm.final.unit_ids)
+        if overlap:
+            out.append(Mismatch("primary_metric", f"{len(overlap)} window(s) are in both preview and final"))
+    out += _check_overhead(cert)
     out += _check_policy(cert)
     out += _check_gates(cert)
     out += _check_decision(cert)
@@ -95,7 +101,7 @@ def _weighted_mean(values: list[float], weights: list[float]) -> float:
     return sum(v * w for v, w in zip(values, weights, strict=True)) / total if total else math.nan
 
 
-def _check_split(prefix: str, split: SplitEvaluation, cert: Certificate) -> list[Mismatch]:
+def _check_split(prefix: str, split: SplitEvaluation, pm: PrimaryMetric) -> list[Mismatch]:
     out = []
     n = len(split.unit_ids)
     arrays = {
@@ -131,7 +137,7 @@ def _check_split(prefix: str, split: SplitEvaluation, cert: Certificate) -> list
     ratio = math.exp(_weighted_mean(deltas, weights))
     if not _close(split.ratio, ratio):
         out.append(Mismatch(f"{prefix}.ratio", f"is {split.ratio}, exp(mean Δ) is {ratio}"))
-    low, high = bootstrap_interval(deltas, weights, cert.primary_metric.bootstrap)
+    low, high = bootstrap_interval(deltas, weights, pm.bootstrap)
     expected_low = None if low is None else math.exp(low)
     expected_high = None if high is None else math.exp(high)
     if not _close(split.ci_low, expected_low, 1e-7):
@@ -154,9 +160,8 @@ def _check_policy(cert: Certificate) -> list[Mismatch]:
     return out
 
 
-def expected_gate_measurements(cert: Certificate) -> dict[str, Any]:
-    """What each kernel gate measures, recomputed from the primary metric."""
-    pm = cert.primary_metric
+def expected_gate_measurements(pm: PrimaryMetric) -> dict[str, Any]:
+    """What each primary-metric gate measures, recomputed from the primary metric."""
     pairing_ok = (
         len(pm.preview.unit_ids) == pm.preview.n_windows
         and len(pm.final.unit_ids) == pm.final.n_windows
@@ -170,6 +175,9 @@ def expected_gate_measurements(cert: Certificate) -> dict[str, Any]:
         "pairing": pairing_ok,
         "catastrophe": pm.final.ratio,
     }
+
+
+PRIMARY_GATES = ("primary_ratio_ci_upper", "preview_final_drift", "pairing", "catastrophe")
 
 
 def gate_passes(comparison: str, measured: Any, threshold: Any) -> bool:
@@ -187,18 +195,31 @@ def gate_passes(comparison: str, measured: Any, threshold: Any) -> bool:
 
 def _check_gates(cert: Certificate) -> list[Mismatch]:
     out = []
-    expected = expected_gate_measurements(cert)
+    pm = cert.primary_metric
+    expected: dict[str, Any] = {"subject_finite": pm is not None}
+    if pm is not None:
+        expected.update(expected_gate_measurements(pm))
     thresholds = cert.policy.thresholds
     expected_thresholds: dict[str, Any] = {
         "primary_ratio_ci_upper": thresholds.ratio_ci_upper_max,
         "preview_final_drift": [thresholds.drift_min, thresholds.drift_max],
         "catastrophe": thresholds.catastrophe_ratio,
     }
-    guard_status = {g.get("guard"): g.get("status") for g in cert.guards}
     names = [g.name for g in cert.gates]
-    for required in ("primary_ratio_ci_upper", "preview_final_drift", "pairing", "catastrophe"):
-        if required not in names:
-            out.append(Mismatch("gates", f"the {required!r} gate is missing"))
+    required = ("subject_finite", *PRIMARY_GATES) if pm is not None else ("subject_finite",)
+    for name in required:
+        if name not in names:
+            out.append(Mismatch("gates", f"the {name!r} gate is missing"))
+    if pm is None:
+        out += [
+            Mismatch("gates", f"the {n!r} gate has no primary metric to measure") for n in PRIMARY_GATES if n in names
+        ]
+    gate_guards = {
+        f"guard:{i}:{g.get('guard')}": g.get("status") for i, g in enumerate(cert.guards) if g.get("mode") == "gate"
+    }
+    for name in gate_guards:
+        if name not in names:
+            out.append(Mismatch("gates", f"the gate-mode guard {name[6:]!r} has no gate"))
     for index, gate in enumerate(cert.gates):
         where = f"gates[{index}]"
         if gate.name in expected:
@@ -213,9 +234,9 @@ def _check_gates(cert: Certificate) -> list[Mismatch]:
                     f"{gate.name}: is {gate.threshold}, the policy says {expected_thresholds[gate.name]}",
                 )
             )
-        if gate.name.startswith("guard:") and guard_status.get(gate.name[6:]) != gate.measured:
+        if gate.name.startswith("guard:") and gate_guards.get(gate.name) != gate.measured:
             out.append(
-                Mismatch(f"{where}.measured", f"{gate.name}: the guard report says {guard_status.get(gate.name[6:])!r}")
+                Mismatch(f"{where}.measured", f"{gate.name}: the guard report says {gate_guards.get(gate.name)!r}")
             )
         if gate_passes(gate.comparison, gate.measured, gate.threshold) != gate.passed:
             out.append(
@@ -233,11 +254,48 @@ def _check_decision(cert: Certificate) -> list[Mismatch]:
     all_passed = all(gate_passes(g.comparison, g.measured, g.threshold) for g in cert.gates)
     if (cert.verdict == "PASS") != all_passed:
         out.append(Mismatch("verdict", f"is {cert.verdict}, but the gates say {'PASS' if all_passed else 'FAIL'}"))
-    catastrophe = next((g for g in cert.gates if g.name == "catastrophe"), None)
-    if cert.rolled_back and (catastrophe is None or catastrophe.passed):
-        out.append(Mismatch("rolled_back", "is true, but the catastrophe gate passed"))
-    if catastrophe is not None and not catastrophe.passed and cert.mode == "edit" and not cert.rolled_back:
-        out.append(Mismatch("rolled_back", "is false, but the catastrophe gate failed on an edit"))
+    must_roll_back = any(
+        not gate_passes(g.comparison, g.measured, g.threshold)
+        and (g.name in ("catastrophe", "subject_finite") or g.name.startswith("guard:"))
+        for g in cert.gates
+    )
+    if cert.rolled_back and not (must_roll_back and cert.mode == "edit"):
+        out.append(Mismatch("rolled_back", "is true, but no rollback gate failed on an edit"))
+    if must_roll_back and cert.mode == "edit" and not cert.rolled_back:
+        out.append(Mismatch("rolled_back", "is false, but a rollback gate failed on an edit"))
+    return out
+
+
+def _check_overhead(cert: Certificate) -> list[Mismatch]:
+    overhead = cert.guard_overhead
+    if overhead is None:
+        return [Mismatch("guard_overhead", "is missing, but guards ran")] if cert.guards else []
+    out = []
+    total = cert.timing.get("total_s")
+    share = sum(overhead.guard_time_s.values()) / total if total else 0.0
+    if not _close(overhead.guard_share, round(share, 4), 1e-3):
+        out.append(Mismatch("guard_overhead.guard_share", f"is {overhead.guard_share}, the times give {share:.4f}"))
+    for key, value in overhead.guard_time_s.items():
+        if cert.timing.get(key) != value:
+            out.append(
+                Mismatch(f"guard_overhead.guard_time_s.{key}", f"is {value}, timing says {cert.timing.get(key)}")
+            )
+    applied = sum(1 for g in cert.guards for a in g.get("actions", []) if a.get("applied"))
+    if overhead.corrections_applied != applied:
+        out.append(
+            Mismatch(
+                "guard_overhead.corrections_applied", f"is {overhead.corrections_applied}, the reports hold {applied}"
+            )
+        )
+    arm = overhead.uncorrected_final
+    if arm is not None:
+        if applied == 0:
+            out.append(Mismatch("guard_overhead.uncorrected_final", "is present, but no correction was applied"))
+        if cert.primary_metric is not None and arm.unit_weights != cert.primary_metric.final.baseline.unit_weights:
+            out.append(Mismatch("guard_overhead.uncorrected_final.unit_weights", "are not the final windows' weights"))
+        expected = math.exp(_weighted_mean(arm.per_unit, arm.unit_weights))
+        if not _close(arm.ppl, expected):
+            out.append(Mismatch("guard_overhead.uncorrected_final.ppl", f"is {arm.ppl}, exp(mean NLL) is {expected}"))
     return out
 
 

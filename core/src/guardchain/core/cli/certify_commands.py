@@ -42,6 +42,7 @@ def _fail(problems: list[Problem]) -> None:
     "--tier", type=click.Choice(["balanced", "conservative", "aggressive"]), default="balanced", show_default=True
 )
 @click.option("--preset", type=click.Path(dir_okay=False), help="YAML/TOML/JSON: dataset, guards, metric, seed...")
+@click.option("--no-guards", is_flag=True, help="Certify without the guard chain (the primary metric alone).")
 @click.option(
     "--out", "out_dir", type=click.Path(file_okay=False), help="Output directory (default runs/certify-<id>)."
 )
@@ -62,6 +63,7 @@ def certify(
     profile: str,
     tier: str,
     preset: str | None,
+    no_guards: bool,
     out_dir: str | None,
     key_file: str | None,
     fmt: str,
@@ -87,6 +89,8 @@ def certify(
             updates["edit"] = edit_name
         if edit_config:
             updates["edit_config"] = {**base.edit_config, **_parse_pairs(edit_config, "--edit-config")}
+        if no_guards:
+            updates["guards"] = []
         chosen = base.model_copy(update=updates)
         out = Path(out_dir) if out_dir else Path("runs") / f"certify-{uuid.uuid4().hex[:8]}"
         request = CertifyRequest.model_validate(
@@ -94,7 +98,9 @@ def certify(
         )
         key = Path(key_file).read_bytes() if key_file else None
         certificate = _run_with_progress(
-            lambda say: run_certify(request, state.registry, progress=say, signing_key_pem=key)
+            lambda say, step: run_certify(
+                request, state.registry, progress=say, step_progress=step, signing_key_pem=key
+            )
         )
     except GuardchainError as exc:
         _fail(exc.problems)
@@ -107,16 +113,48 @@ def certify(
 
 
 def _run_with_progress(work: Any) -> Any:
+    """Run ``work(stage, step)`` under live progress on stderr: one line per stage (spinner and elapsed time),
+    and one bar per task a capability reports inside it (windows scored, matrices measured)."""
     from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
-    console = Console(stderr=True, log_path=False)
-    with console.status("certifying") as status:
+    console = Console(stderr=True)
+    columns = (
+        SpinnerColumn(finished_text="[green]✓[/green]"),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bars:
+        current: list[TaskID] = []
+        steps: dict[str, TaskID] = {}
 
-        def say(message: str) -> None:
-            status.update(message)
-            console.log(message)
+        def stage(message: str) -> None:
+            if current:
+                bars.update(current[-1], total=1, completed=1)
+            if not console.is_terminal:
+                console.print(message, markup=False, highlight=False)
+            steps.clear()
+            current.append(bars.add_task(message, total=None))
 
-        return work(say)
+        def step(task: str, done: int, total: int) -> None:
+            if task not in steps:
+                steps[task] = bars.add_task(f"  {task}", total=total)
+            bars.update(steps[task], completed=done, total=total)
+
+        result = work(stage, step)
+        if current:
+            bars.update(current[-1], total=1, completed=1)
+        return result
 
 
 def _summary(certificate: Any, out: Path) -> None:
@@ -130,9 +168,11 @@ def _summary(certificate: Any, out: Path) -> None:
     )
     for column in ("item", "measured", "threshold", "result"):
         table.add_column(column)
-    ci = f"[{pm.final.ci_low:.4f}, {pm.final.ci_high:.4f}]" if pm.final.ci_low is not None else "n/a"
-    table.add_row("ppl baseline / subject (final)", f"{pm.final.baseline.ppl:.4f} / {pm.final.subject.ppl:.4f}", "", "")
-    table.add_row("ratio (final)", f"{pm.final.ratio:.5f} {ci}", "", "")
+    if pm is not None:
+        ci = f"[{pm.final.ci_low:.4f}, {pm.final.ci_high:.4f}]" if pm.final.ci_low is not None else "n/a"
+        ppl = f"{pm.final.baseline.ppl:.4f} / {pm.final.subject.ppl:.4f}"
+        table.add_row("ppl baseline / subject (final)", ppl, "", "")
+        table.add_row("ratio (final)", f"{pm.final.ratio:.5f} {ci}", "", "")
     for gate in certificate.gates:
         measured = f"{gate.measured:.5f}" if isinstance(gate.measured, float) else str(gate.measured)
         table.add_row(
@@ -141,6 +181,12 @@ def _summary(certificate: Any, out: Path) -> None:
             str(gate.threshold if gate.threshold is not None else ""),
             "pass" if gate.passed else "[red]FAIL[/red]",
         )
+    for index, report in enumerate(certificate.guards):
+        if report.get("mode") != "gate":
+            table.add_row(f"guard:{index}:{report.get('guard')} (monitor)", str(report.get("status")), "", "")
+    overhead = certificate.guard_overhead
+    if overhead is not None:
+        table.add_row("guards' share of wall time", f"{overhead.guard_share:.1%}", "", "")
     console = Console()
     console.print(table)
     console.print(f"certificate: {out / 'certificate.json'}", markup=False)

@@ -18,7 +18,6 @@ class MetricErrorCode(StrEnum):
     EMPTY = "GC-METRIC-EMPTY"
     ADAPTER_OUTPUT = "GC-METRIC-ADAPTER-OUTPUT"
     NO_SCORED_TOKENS = "GC-METRIC-NO-SCORED-TOKENS"
-    NONFINITE = "GC-METRIC-NONFINITE"
     TOKENIZER_MISMATCH = "GC-METRIC-TOKENIZER-MISMATCH"
     LABEL_RANGE = "GC-METRIC-LABEL-RANGE"
 
@@ -34,8 +33,6 @@ DESCRIPTIONS: dict[MetricErrorCode, str] = {
     "expected and the actual shape).",
     MetricErrorCode.NO_SCORED_TOKENS: "A window has no scored position (every log-probability is NaN), so its "
     "negative log-likelihood is undefined.",
-    MetricErrorCode.NONFINITE: "A scored position has an infinite log-probability (the model gave an observed "
-    "token probability 0, or overflowed): the perplexity would be infinite.",
     MetricErrorCode.TOKENIZER_MISMATCH: "The windows were tokenized with a different tokenizer than the model's "
     "(their `tokenizer_sha256` differs from the handle's provenance).",
     MetricErrorCode.LABEL_RANGE: "A label is not below the number of classes the model predicts.",

@@ -18,13 +18,14 @@ sandwich (cluster-robust) variance ``Var(L̄) ≈ n/(n−1) · Σ_i (w_i/W)² (l
 ``n`` windows; by the delta method (``d exp(x)/dx = exp(x)``) ``SE(ppl) = ppl · sqrt(Var(L̄))``. ``None`` for a
 single window.
 
-A scored position whose log-probability is ±inf is an error (``GC-METRIC-NONFINITE``): dropping it would make a
+A scored position whose log-probability is ±inf is an error (``GC-MODEL-NONFINITE``): dropping it would make a
 broken model look better.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,7 +34,7 @@ import numpy.typing as npt
 import torch
 
 from guardchain.core.context import RunContext
-from guardchain.core.errors import GuardchainError
+from guardchain.core.errors import ErrorCode, GuardchainError
 from guardchain.core.handles import ModelHandle
 from guardchain.core.results import MetricResult
 from guardchain.core.windows import TokenWindows
@@ -78,7 +79,12 @@ def _as_float64(values: Any) -> Floats:
 
 
 def score_windows(
-    token_logprobs: Any, handle: ModelHandle, windows: TokenWindows, batch_size: int, padding: int
+    token_logprobs: Any,
+    handle: ModelHandle,
+    windows: TokenWindows,
+    batch_size: int,
+    padding: int,
+    progress: Callable[[int, int], None] | None = None,
 ) -> WindowScores:
     """Call ``token_logprobs(handle, batch)`` on right-padded batches and reduce each window to sums.
 
@@ -87,7 +93,8 @@ def score_windows(
     :param windows: the windows to score.
     :param batch_size: windows per call.
     :param padding: the id written on padded positions (masked out whatever the adapter returns there).
-    :raises GuardchainError: ``GC-METRIC-ADAPTER-OUTPUT`` (wrong shape), ``GC-METRIC-NONFINITE``.
+    :param progress: called with ``(windows scored, windows in all)`` after each batch.
+    :raises GuardchainError: ``GC-METRIC-ADAPTER-OUTPUT`` (wrong shape), ``GC-MODEL-NONFINITE``.
     """
     nll_sum = np.zeros(len(windows), dtype=np.float64)
     n_scored = np.zeros(len(windows), dtype=np.int64)
@@ -107,7 +114,7 @@ def score_windows(
         if infinite.any():
             row = int(np.argwhere(infinite)[0, 0])
             raise GuardchainError.single(
-                MetricErrorCode.NONFINITE,
+                ErrorCode.MODEL_NONFINITE,
                 f"window {windows.ids[batch.start + row]!r} has a token with log-probability "
                 f"{float(logprobs[infinite][0])}: perplexity would be infinite",
             )
@@ -115,6 +122,8 @@ def score_windows(
         nll_sum[rows] = -np.where(scored, logprobs, 0.0).sum(axis=1)
         n_scored[rows] = scored.sum(axis=1)
         first_scored[rows] = scored[:, 0]
+        if progress is not None:
+            progress(batch.start + expected[0], len(windows))
     return WindowScores(nll_sum, n_scored, first_scored)
 
 
@@ -167,7 +176,7 @@ class Perplexity:
         :param data: :class:`~guardchain.core.windows.TokenWindows`.
         :param context: the run context.
         :raises GuardchainError: ``GC-METRIC-DATA-TYPE``, ``GC-METRIC-NO-ADAPTER``, ``GC-METRIC-EMPTY``,
-            ``GC-METRIC-TOKENIZER-MISMATCH``, ``GC-METRIC-ADAPTER-OUTPUT``, ``GC-METRIC-NONFINITE``,
+            ``GC-METRIC-TOKENIZER-MISMATCH``, ``GC-METRIC-ADAPTER-OUTPUT``, ``GC-MODEL-NONFINITE``,
             ``GC-METRIC-NO-SCORED-TOKENS``.
         """
         all_windows = require_data(
@@ -190,7 +199,15 @@ class Perplexity:
                 hint="load the data with the model being measured",
             )
 
-        scores = score_windows(token_logprobs, handle, windows, self.config.batch_size, pad_id(handle.tokenizer))
+        task = f"{self.name}: {split} windows"
+        scores = score_windows(
+            token_logprobs,
+            handle,
+            windows,
+            self.config.batch_size,
+            pad_id(handle.tokenizer),
+            progress=lambda done, total: context.report_progress(task, done, total),
+        )
         empty = np.flatnonzero(scores.n_scored == 0)
         if empty.size:
             raise GuardchainError.single(
