@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -36,7 +36,7 @@ class ProbeConfig(BaseModel):
 class ProbeGuard:
     """Records what the kernel hands it, and optionally changes the subject (as a correction) or fails."""
 
-    seen: list[dict[str, Any]] = []
+    seen: ClassVar[list[dict[str, Any]]] = []
 
     def __init__(self, config: ProbeConfig) -> None:
         self.config = config
