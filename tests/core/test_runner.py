@@ -255,3 +255,20 @@ def test_a_plugin_error_keeps_its_own_code(registry, tmp_path, monkeypatch):
     error = record.steps[0].error
     assert (error.code, error.path, error.hint) == ("GC-FAKE-REFUSED", "steps[0]", "try tomorrow")
     assert "not today" in error.message and error.details["step_failed"] is True
+
+
+def test_guards_see_the_edit_plan_only_while_the_edit_is_gated(registry, tmp_path, monkeypatch, fakes_module):
+    from gc_fakes.model import FakeNorm
+
+    seen = []
+    original = FakeNorm.after_edit
+
+    def spy(self, subject, context):
+        seen.append((context.edit_plan, context.data is not None))
+        return original(self, subject, context)
+
+    monkeypatch.setattr(FakeNorm, "after_edit", spy)
+    record = run(registry, chain(GUARDED_EDIT), tmp_path)
+    assert record.status == "ok", record.problems
+    [(plan, has_data)] = seen
+    assert plan is not None and plan.edit == "fake_scale" and has_data
