@@ -20,6 +20,14 @@ class MetricErrorCode(StrEnum):
     NO_SCORED_TOKENS = "GC-METRIC-NO-SCORED-TOKENS"
     TOKENIZER_MISMATCH = "GC-METRIC-TOKENIZER-MISMATCH"
     LABEL_RANGE = "GC-METRIC-LABEL-RANGE"
+    LLC_SETTINGS = "GC-METRIC-LLC-SETTINGS"
+    LLC_MODEL = "GC-METRIC-LLC-MODEL"
+    LLC_PARAMS = "GC-METRIC-LLC-PARAMS"
+    LLC_DATA = "GC-METRIC-LLC-DATA"
+    LLC_LOSS = "GC-METRIC-LLC-LOSS"
+    LLC_DEVICE = "GC-METRIC-LLC-DEVICE"
+    LLC_DIVERGED = "GC-METRIC-LLC-DIVERGED"
+    LLC_PLOT = "GC-METRIC-LLC-PLOT"
 
 
 DESCRIPTIONS: dict[MetricErrorCode, str] = {
@@ -36,4 +44,18 @@ DESCRIPTIONS: dict[MetricErrorCode, str] = {
     MetricErrorCode.TOKENIZER_MISMATCH: "The windows were tokenized with a different tokenizer than the model's "
     "(their `tokenizer_sha256` differs from the handle's provenance).",
     MetricErrorCode.LABEL_RANGE: "A label is not below the number of classes the model predicts.",
+    MetricErrorCode.LLC_SETTINGS: "`estimate_llc` / `grid_search` got an invalid setting (the message lists each "
+    "one; a chain file's step config gets the kernel's `GC-CONFIG-*` codes instead), or a grid with no point.",
+    MetricErrorCode.LLC_MODEL: "`llc` needs a `torch.nn.Module` with floating-point parameters (the handle's "
+    "`model` for a chain step).",
+    MetricErrorCode.LLC_PARAMS: "An entry of `params` or `sites` selects no floating-point parameter of the model "
+    "(the message lists some that exist), or a site cannot be resolved by the adapter.",
+    MetricErrorCode.LLC_DATA: "The data give no batch, a batch cannot be unpacked into (inputs, targets), or the "
+    "model cannot be called on it.",
+    MetricErrorCode.LLC_LOSS: "The loss function does not return a scalar, or the loss L0 at w* is not finite.",
+    MetricErrorCode.LLC_DEVICE: "A requested device is not available (e.g. `cuda:1` on a machine with one GPU).",
+    MetricErrorCode.LLC_DIVERGED: "Every chain diverged (a NaN or infinite loss): no estimate exists. Lower "
+    "`epsilon`, raise `gamma`, or run `grid_search`.",
+    MetricErrorCode.LLC_PLOT: "A trace plot was requested from the Python API but matplotlib is not installed "
+    "(install the `plot` extra: `pip install guardchain-metrics[plot]`).",
 }

@@ -17,7 +17,7 @@ GUARDCHAIN_PLUGIN_API = PLUGIN_API_VERSION
 
 @hookimpl
 def guardchain_register_metrics(registrar: Registrar) -> None:
-    """Register ``ppl`` and ``accuracy``."""
+    """Register ``ppl``, ``accuracy`` and ``llc``."""
     registrar.register(
         "ppl",
         summary="Token-weighted perplexity over token windows; per-window mean NLL (nats/token) for pairing.",
@@ -35,4 +35,16 @@ def guardchain_register_metrics(registrar: Registrar) -> None:
         factory="guardchain.metrics.accuracy:Accuracy",
         docs="Texts are truncated to max_length content tokens; the adapter's class_logits adds special tokens. "
         "uncertainty = sqrt(p(1-p)/n). Needs LabeledTexts (jsonl or hf_datasets with label_field).",
+    )
+    registrar.register(
+        "llc",
+        summary="Local learning coefficient by vmapped SGLD (Lau et al. 2023); per-chain estimates, traces and plot.",
+        config_model="guardchain.metrics.llc.config:LlcConfig",
+        factory="guardchain.metrics.llc.metric:LocalLearningCoefficient",
+        docs="lambda_hat = n*beta * (mean minibatch loss over the SGLD draws - L0), per chain, with SGLD steps "
+        "w <- w - (eps/2)[n*beta grad L_B(w) + gamma (w - w*)] + sqrt(eps) N(0, I) from the model's weights w*. "
+        "Causal-LM loss on the chain's TokenWindows; L0 over every batch at w*; n*beta defaults to n/ln n with n "
+        "the number of windows. value = mean over healthy chains, uncertainty = std(ddof=1)/sqrt(chains); "
+        "per_unit = per-chain estimates; artifacts llc/traces.json and llc/traces.png. `sites` / `params` "
+        "restrict sampling to some weights. Python API: guardchain.metrics.llc.estimate_llc(model, loader, ...).",
     )

@@ -1,0 +1,35 @@
+"""The local learning coefficient (LLC, Lau et al. 2023, arXiv 2308.12108) by vmapped SGLD.
+
+Public API (imported lazily, so that importing :mod:`guardchain.metrics.llc.config` from the registration module
+stays torch-free): :func:`estimate_llc`, :class:`LlcSampler`, :class:`LlcResult`, :func:`default_nbeta`,
+:func:`grid_search`, :class:`GridResult`, :class:`SamplerSettings`, :class:`LlcWarning`.
+
+Modules: ``config`` (settings), ``data`` (pre-collated batches and losses), ``noise`` (per-chain seeds),
+``sgld`` (the vmapped sampler on one device), ``estimator`` (the API and multi-device orchestration),
+``diagnostics`` (chain health), ``grid`` (grid search), ``plot`` (trace plot), ``metric`` (the chain step).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "estimate_llc": "guardchain.metrics.llc.estimator",
+    "LlcSampler": "guardchain.metrics.llc.estimator",
+    "LlcResult": "guardchain.metrics.llc.estimator",
+    "default_nbeta": "guardchain.metrics.llc.data",
+    "grid_search": "guardchain.metrics.llc.grid",
+    "GridResult": "guardchain.metrics.llc.grid",
+    "SamplerSettings": "guardchain.metrics.llc.config",
+    "LlcWarning": "guardchain.metrics.llc.diagnostics",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
