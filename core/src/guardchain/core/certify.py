@@ -409,7 +409,7 @@ def _create_all(request: CertifyRequest, registry: Registry, policy: Policy) -> 
         out["edit"] = create("edit", CapabilityKind.EDIT, preset.edit, preset.edit_config, "edit_config")
     steps = preset.guards
     if steps is None:
-        steps = [GuardStep(guard=name) for name in DEFAULT_GUARDS]
+        steps = [GuardStep(guard=name, config={"tier": request.tier}) for name in DEFAULT_GUARDS]
         missing = sorted({name for name in DEFAULT_GUARDS if name not in registry.names(CapabilityKind.GUARD)})
         if missing:
             problems.append(

@@ -1,0 +1,61 @@
+"""State the guards of one run share, attached to that run's :class:`~guardchain.core.context.RunContext`.
+
+Three things, all scoped to the context object (they disappear with it, so two runs never see each other's):
+
+* a memo of pure functions of the weights: spectra keyed by the matrix's name, value sketch and start vector
+  source, so ``spectral`` and ``rmt`` compute each spectrum once per phase; the invariants probe keyed by a sketch
+  of every parameter (each entry is a function of its key only: the memo never changes a result);
+* a memo of activation statistics, keyed by a sketch of every parameter, the token rows and the sites, so
+  ``rmt`` and ``variance`` share one hooked forward over the calibration windows;
+* the **correction ledger**: parameters a guard changed (spectral caps, variance scales) for the current edit
+  plan, which ``invariants`` adds to the edit's declared scope — a guard's own correction is not an
+  out-of-scope change, any other change is.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from guardchain.core.context import RunContext
+
+
+@dataclass
+class RunState:
+    """The shared state of one run (see the module docstring)."""
+
+    memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    captures: list[tuple[tuple[Any, ...], frozenset[str], Any]] = field(default_factory=list)
+    corrections: dict[int, set[str]] = field(default_factory=dict)
+
+    def record_corrections(self, context: RunContext, names: set[str]) -> None:
+        """Add ``names`` (parameters a guard changed) to the ledger of the context's current edit plan."""
+        self.corrections.setdefault(_plan_key(context), set()).update(names)
+
+    def corrected(self, context: RunContext) -> set[str]:
+        """Parameters changed by guards for the context's current edit plan."""
+        return set(self.corrections.get(_plan_key(context), set()))
+
+
+def _plan_key(context: RunContext) -> int:
+    return id(context.edit_plan) if context.edit_plan is not None else 0
+
+
+_STATES: dict[int, tuple[weakref.ReferenceType[RunContext], RunState]] = {}
+_MAX_MEMO = 4096
+
+
+def run_state(context: RunContext) -> RunState:
+    """The :class:`RunState` of ``context``, created on first use and dropped when the context is collected."""
+    key = id(context)
+    entry = _STATES.get(key)
+    if entry is not None and entry[0]() is context:
+        state = entry[1]
+    else:
+        state = RunState()
+        _STATES[key] = (weakref.ref(context), state)
+        weakref.finalize(context, _STATES.pop, key, None)
+    if len(state.memo) > _MAX_MEMO:
+        state.memo.clear()
+    return state

@@ -1,0 +1,178 @@
+"""Tiny random-init GPT-2 and Llama checkpoints (built offline, seeded), the packaged tiny GPT-2 with KJV windows,
+and run contexts carrying an adapter and token windows, as ``certify`` gives the guards.
+
+The builders are copied from the adapters' test conftest (test folders do not import each other).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from guardchain.core.context import RunContext
+from guardchain.core.registry import Registry, RegistrySettings
+from guardchain.core.results import EditPlan
+from guardchain.core.windows import TokenWindows
+
+pytest.importorskip("guardchain.adapters", reason="guardchain-adapters is not installed")
+
+WORDS = (  # noqa: SIM905 - a word list reads best as one string
+    "the of and to in that he shall unto for i his a lord they be is him not them it with all thou thy "
+    "was god which my me said but ye their have will thee from as are when this out were by upon man israel king son"
+).split()
+
+CANONICAL = ("invariants", "spectral", "rmt", "variance", "invariants")
+
+
+def _tokenizer(specials: list[str], unk: str, **special_kwargs: str) -> Any:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate([*specials, *WORDS])}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=unk))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token=unk, **special_kwargs)
+
+
+def build_model(kind: str) -> tuple[Any, Any]:
+    """A random-init tiny model (2 blocks, hidden 32) and its tokenizer, seeded."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        tok = _tokenizer(["<|endoftext|>"], "<|endoftext|>", bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+        config = GPT2Config(
+            vocab_size=len(tok),
+            n_positions=64,
+            n_embd=32,
+            n_layer=2,
+            n_head=4,
+            bos_token_id=0,
+            eos_token_id=0,
+            initializer_range=0.1,
+        )
+        return GPT2LMHeadModel(config), tok
+    if kind == "llama":
+        tok = _tokenizer(["<unk>", "<s>", "</s>"], "<unk>", bos_token="<s>", eos_token="</s>")
+        config = LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            tie_word_embeddings=False,
+            bos_token_id=1,
+            eos_token_id=2,
+            initializer_range=0.1,
+        )
+        return LlamaForCausalLM(config), tok
+    raise ValueError(kind)
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``{"gpt2", "llama"}`` -> a save_pretrained directory."""
+    root = tmp_path_factory.mktemp("guards-tiny-models")
+    dirs = {}
+    for kind in ("gpt2", "llama"):
+        model, tok = build_model(kind)
+        model.save_pretrained(root / kind)
+        tok.save_pretrained(root / kind)
+        dirs[kind] = root / kind
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def guards_registry() -> Registry:
+    """Every installed plugin (the HF adapters, data, metrics, edits and this member)."""
+    return Registry.discover(RegistrySettings())
+
+
+def random_windows(
+    vocab: int, *, n_preview: int = 6, n_final: int = 2, seq_len: int = 24, seed: int = 0
+) -> TokenWindows:
+    """Seeded random token windows (content ids below ``vocab``), tagged preview then final."""
+    generator = torch.Generator().manual_seed(seed)
+    n = n_preview + n_final
+    tokens = tuple(tuple(int(t) for t in torch.randint(0, vocab, (seq_len,), generator=generator)) for _ in range(n))
+    return TokenWindows(
+        ids=tuple(f"random:{i}" for i in range(n)),
+        tokens=tokens,
+        splits=("preview",) * n_preview + ("final",) * n_final,
+        seq_len=seq_len,
+        stride=seq_len,
+        seed=seed,
+        dataset_sha256="0" * 64,
+        tokenizer_sha256="0" * 64,
+        source="random test windows",
+    )
+
+
+class Loaded:
+    """A loaded model with its adapter and a run context that carries both (and windows)."""
+
+    def __init__(self, adapter: Any, handle: Any, context: RunContext, registry: Registry) -> None:
+        self.adapter = adapter
+        self.handle = handle
+        self.context = context
+        self.registry = registry
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.handle.model  # type: ignore[no-any-return]
+
+    def param(self, name: str) -> torch.Tensor:
+        return self.model.get_parameter(name)
+
+    def guard(self, name: str, **config: Any) -> Any:
+        return self.registry.create("guard", name, config).instance
+
+    def chain(self, names: tuple[str, ...] = CANONICAL, **config: Any) -> list[Any]:
+        return [self.guard(n, **config) for n in names]
+
+    def prepare(self, guards: list[Any]) -> None:
+        for guard in guards:
+            guard.prepare(self.handle, self.context)
+
+    def finish(self, guards: list[Any], targets: tuple[str, ...] | None) -> list[Any]:
+        """Declare the edit's plan (None: compare mode), run after_edit in order, then finalize each."""
+        self.context.edit_plan = None if targets is None else EditPlan(edit="test", targets=targets)
+        for guard in guards:
+            guard.after_edit(self.handle, self.context)
+        return [guard.finalize(self.context) for guard in guards]
+
+    def quantize(self, bits: int) -> tuple[str, ...]:
+        edit = self.registry.create("edit", "quant_rtn", {"bits": bits}).instance
+        plan = edit.plan(self.handle, self.adapter.describe(self.handle))
+        edit.apply(self.handle, plan)
+        return plan.targets
+
+
+@pytest.fixture
+def load(guards_registry: Registry, tiny_dirs: dict[str, Path], tmp_path: Path) -> Callable[..., Loaded]:
+    """``load("gpt2")`` / ``load("llama")`` / ``load("tiny-gpt2")``: a fresh model, adapter and context with windows
+    (random ids for the random-init models, the KJV excerpt's dev-profile windows for the packaged tiny GPT-2)."""
+
+    def do(kind: str, *, data: bool = True) -> Loaded:
+        context = RunContext(run_id="guards-test", seed=0, out_dir=tmp_path / "run", registry=guards_registry)
+        adapter = guards_registry.create("adapter", "hf_auto", {}).instance
+        ref = kind if kind == "tiny-gpt2" else str(tiny_dirs[kind])
+        handle = adapter.load(ref, context)
+        context.adapter = adapter
+        context.handle = handle
+        if data and kind == "tiny-gpt2":
+            dataset = guards_registry.create(
+                "dataset", "kjv_excerpt", {"seq_len": 128, "n_preview": 8, "n_final": 16, "seed": 0}
+            ).instance
+            context.data = dataset.load(context)
+        elif data:
+            context.data = random_windows(len(handle.tokenizer))
+        return Loaded(adapter, handle, context, guards_registry)
+
+    return do

@@ -1,0 +1,73 @@
+"""The one tier table: presets, explicit overrides, config validation, and the documents that print the table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from guardchain.guards.rmt_config import RMTConfig
+from guardchain.guards.spectral import SpectralGuard
+from guardchain.guards.spectral_config import SpectralConfig
+from guardchain.guards.tiers import TIERS, markdown_table, preset
+from guardchain.guards.variance import VarianceGuard
+from guardchain.guards.variance_config import VarianceConfig
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_every_guard_has_a_preset_in_every_tier() -> None:
+    for tier in ("balanced", "conservative", "aggressive"):
+        for guard in ("invariants", "spectral", "rmt", "variance"):
+            assert preset(guard, tier) == getattr(TIERS[tier], guard)
+
+
+def test_conservative_is_stricter_and_aggressive_more_permissive() -> None:
+    b, c, a = (TIERS[t] for t in ("balanced", "conservative", "aggressive"))
+    for family in ("attn", "ffn", "embed", "other"):
+        assert c.spectral.kappa[family] < b.spectral.kappa[family] < a.spectral.kappa[family]
+        assert c.rmt.epsilon[family] < b.rmt.epsilon[family] < a.rmt.epsilon[family]
+    assert c.spectral.max_caps < b.spectral.max_caps < a.spectral.max_caps
+    assert c.variance.max_drift < b.variance.max_drift < a.variance.max_drift
+
+
+def test_explicit_overrides_win_and_per_family_overrides_are_partial() -> None:
+    guard = SpectralGuard(SpectralConfig(tier="conservative", kappa={"attn": 3.0}, max_caps=7))
+    assert guard.thresholds.kappa["attn"] == 3.0
+    assert guard.thresholds.kappa["ffn"] == TIERS["conservative"].spectral.kappa["ffn"]
+    assert guard.thresholds.max_caps == 7
+    assert guard.thresholds.deadband == TIERS["conservative"].spectral.deadband
+    variance = VarianceGuard(VarianceConfig(tier="aggressive", sided="two"))
+    assert variance.thresholds.sided == "two"
+    assert variance.thresholds.max_drift == TIERS["aggressive"].variance.max_drift
+
+
+def test_configs_reject_bad_values() -> None:
+    with pytest.raises(ValidationError):
+        SpectralConfig(mode="enforce")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        RMTConfig(margin=0.5)  # below the resolved outlier floor
+    with pytest.raises(ValidationError):
+        VarianceConfig(max_step=1.5)
+    with pytest.raises(ValidationError):
+        SpectralConfig(kappa={"mlp": 3.0})  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize("path", ["guards/README.md", "docs/guards/calibration.md"])
+def test_documents_print_the_tier_table_of_the_code(path: str) -> None:
+    text = (REPO / path).read_text(encoding="utf-8")
+    assert markdown_table() in text, f"{path} is out of date: rerun bench/calibrate_guards.py or copy markdown_table()"
+
+
+def test_the_calibration_document_reports_every_rule_satisfied() -> None:
+    text = (REPO / "docs" / "guards" / "calibration.md").read_text(encoding="utf-8")
+    rules = [
+        line
+        for line in text.splitlines()
+        if line.startswith("| ") and line.rstrip().endswith(("| yes |", "| **NO** |"))
+    ]
+    assert rules, "the calibration document lists the rules"
+    assert all(line.rstrip().endswith("| yes |") for line in rules)
+    for model in ("tiny-gpt2", "smollm2-135m"):
+        assert f"`{model}`" in text, f"calibrated on {model}"
