@@ -20,72 +20,13 @@ from guardchain.core.windows import TokenWindows
 
 pytest.importorskip("guardchain.adapters", reason="guardchain-adapters is not installed")
 
-WORDS = (  # noqa: SIM905 - a word list reads best as one string
-    "the of and to in that he shall unto for i his a lord they be is him not them it with all thou thy "
-    "was god which my me said but ye their have will thee from as are when this out were by upon man israel king son"
-).split()
-
 CANONICAL = ("invariants", "spectral", "rmt", "variance", "invariants")
 
 
-def _tokenizer(specials: list[str], unk: str, **special_kwargs: str) -> Any:
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {token: i for i, token in enumerate([*specials, *WORDS])}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=unk))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token=unk, **special_kwargs)
-
-
-def build_model(kind: str) -> tuple[Any, Any]:
-    """A random-init tiny model (2 blocks, hidden 32) and its tokenizer, seeded."""
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    if kind == "gpt2":
-        tok = _tokenizer(["<|endoftext|>"], "<|endoftext|>", bos_token="<|endoftext|>", eos_token="<|endoftext|>")
-        config = GPT2Config(
-            vocab_size=len(tok),
-            n_positions=64,
-            n_embd=32,
-            n_layer=2,
-            n_head=4,
-            bos_token_id=0,
-            eos_token_id=0,
-            initializer_range=0.1,
-        )
-        return GPT2LMHeadModel(config), tok
-    if kind == "llama":
-        tok = _tokenizer(["<unk>", "<s>", "</s>"], "<unk>", bos_token="<s>", eos_token="</s>")
-        config = LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=64,
-            tie_word_embeddings=False,
-            bos_token_id=1,
-            eos_token_id=2,
-            initializer_range=0.1,
-        )
-        return LlamaForCausalLM(config), tok
-    raise ValueError(kind)
-
-
 @pytest.fixture(scope="session")
-def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """``{"gpt2", "llama"}`` -> a save_pretrained directory."""
-    root = tmp_path_factory.mktemp("guards-tiny-models")
-    dirs = {}
-    for kind in ("gpt2", "llama"):
-        model, tok = build_model(kind)
-        model.save_pretrained(root / kind)
-        tok.save_pretrained(root / kind)
-        dirs[kind] = root / kind
-    return dirs
+def tiny_dirs(tiny_causal_lm_dirs: dict[str, Path]) -> dict[str, Path]:
+    """``{"gpt2", "llama"}`` -> a save_pretrained directory (the session's shared tiny causal LMs)."""
+    return tiny_causal_lm_dirs
 
 
 @pytest.fixture(scope="session")
