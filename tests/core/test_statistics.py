@@ -125,3 +125,36 @@ def test_property_ratio_is_exp_of_mean_delta_and_self_pairing_is_exact(data):
     assert cmp.ci_low <= cmp.ci_high
     same = paired_comparison(base, base, settings=BootstrapSettings(n_resamples=200))
     assert (same.estimate, same.ci_low, same.ci_high) == (1.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_interval_is_scipys_paired_bca_to_rounding(seed):
+    """The numpy BCa draws the same resamples and applies the same formulas as
+    ``scipy.stats.bootstrap(paired=True, method="BCa")``: equal to 1e-12 relative on random weighted data."""
+    stats = pytest.importorskip("scipy.stats")
+    from guardchain.core.statistics import bootstrap_interval
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 250))
+    deltas = rng.gamma(2.0, 0.01, n) - 0.02 if seed % 2 else rng.normal(0.0, 1.0, n)
+    weights = rng.integers(1, 129, n).astype(float)
+    settings = BootstrapSettings(
+        seed=seed, n_resamples=int(rng.integers(100, 3000)), confidence=float(rng.choice([0.9, 0.95, 0.99]))
+    )
+
+    def weighted_mean(d, w, axis=-1):
+        return np.sum(d * w, axis=axis) / np.sum(w, axis=axis)
+
+    reference = stats.bootstrap(
+        (deltas, weights),
+        weighted_mean,
+        paired=True,
+        vectorized=True,
+        n_resamples=settings.n_resamples,
+        confidence_level=settings.confidence,
+        method="BCa",
+        rng=np.random.default_rng(settings.seed),
+    ).confidence_interval
+    low, high = bootstrap_interval(deltas, weights, settings)
+    assert low == pytest.approx(float(reference.low), rel=1e-12, abs=1e-15)
+    assert high == pytest.approx(float(reference.high), rel=1e-12, abs=1e-15)
