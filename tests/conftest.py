@@ -136,10 +136,34 @@ def _word_tokenizer(specials: list[str], unk: str, **special_kwargs: str) -> Any
     return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token=unk, **special_kwargs)
 
 
-def build_tiny_causal_lm(kind: str) -> tuple[Any, Any]:
-    """A random-init tiny model (2 blocks, hidden 32) and its tokenizer, seeded."""
+#: The tiny models every test folder shares: architecture kind -> the adapter that handles it.
+TINY_MODEL_ADAPTERS = {
+    "gpt2": "hf_gpt2",
+    "llama": "hf_llama",
+    "bert": "hf_bert",
+    "bert_cls": "hf_bert",
+    "bert_base": "hf_bert",
+}
+
+
+def build_tiny_model(kind: str) -> tuple[Any, Any]:
+    """A random-init tiny model (2 blocks, hidden 32, 4 heads) and its WordLevel tokenizer, seeded.
+
+    ``kind``: ``gpt2`` (``GPT2LMHeadModel``), ``llama`` (``LlamaForCausalLM``, 2 KV heads, untied), ``bert``
+    (``BertForMaskedLM``), ``bert_cls`` (``BertForSequenceClassification``, 3 labels) or ``bert_base``
+    (``BertModel``). Nothing is downloaded: configs are built in code.
+    """
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+    from transformers import (
+        BertConfig,
+        BertForMaskedLM,
+        BertForSequenceClassification,
+        BertModel,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
 
     torch.manual_seed(0)
     if kind == "gpt2":
@@ -171,17 +195,48 @@ def build_tiny_causal_lm(kind: str) -> tuple[Any, Any]:
             initializer_range=0.1,
         )
         return LlamaForCausalLM(config), tok
-    raise ValueError(kind)
+    if kind not in ("bert", "bert_cls", "bert_base"):
+        raise ValueError(kind)
+    tok = _word_tokenizer(
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+        "[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    bert = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=66,
+        pad_token_id=0,
+        initializer_range=0.1,
+        num_labels=3,
+    )
+    head = {"bert": BertForMaskedLM, "bert_cls": BertForSequenceClassification, "bert_base": BertModel}[kind]
+    return head(bert), tok
+
+
+def save_tiny_model(kind: str, directory: Path, **save_kwargs: Any) -> Path:
+    """:func:`build_tiny_model` saved with ``save_pretrained`` (model and tokenizer) into ``directory``."""
+    model, tok = build_tiny_model(kind)
+    model.save_pretrained(directory, **save_kwargs)
+    tok.save_pretrained(directory)
+    return directory
 
 
 @pytest.fixture(scope="session")
-def tiny_causal_lm_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """``{"gpt2", "llama"}`` -> a ``save_pretrained`` directory of :func:`build_tiny_causal_lm`, built once."""
-    root = tmp_path_factory.mktemp("tiny-causal-lms")
-    dirs = {}
-    for kind in ("gpt2", "llama"):
-        model, tok = build_tiny_causal_lm(kind)
-        model.save_pretrained(root / kind)
-        tok.save_pretrained(root / kind)
-        dirs[kind] = root / kind
-    return dirs
+def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every kind of :data:`TINY_MODEL_ADAPTERS` -> its ``save_pretrained`` directory, built once per session."""
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {kind: save_tiny_model(kind, root / kind) for kind in TINY_MODEL_ADAPTERS}
+
+
+@pytest.fixture(scope="session")
+def tiny_model_saver() -> Any:
+    """``tiny_model_saver("gpt2", directory, **save_kwargs)``: a fresh copy of a tiny model (see
+    :func:`save_tiny_model`), for tests that modify or re-serialise the checkpoint."""
+    return save_tiny_model

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,6 @@ from guardchain.core.context import RunContext
 from guardchain.core.errors import GuardchainError
 from guardchain.core.kinds import CapabilityKind
 from guardchain.core.registry import Registry
-
-from .conftest import save_model
 
 
 @pytest.fixture(autouse=True)
@@ -200,11 +199,15 @@ def test_provenance_identifies_what_was_loaded(load: Any, tiny_dirs: dict[str, P
 
 
 def test_pickle_checkpoints_load_through_weights_only(
-    make_adapter: Any, run_context: RunContext, tmp_path: Path, tiny_dirs: dict[str, Path]
+    make_adapter: Any,
+    run_context: RunContext,
+    tmp_path: Path,
+    tiny_dirs: dict[str, Path],
+    tiny_model_saver: Callable[..., Path],
 ) -> None:
     from safetensors.torch import load_file
 
-    directory = save_model("gpt2", tmp_path / "bin")
+    directory = tiny_model_saver("gpt2", tmp_path / "bin")
     weights = directory / "model.safetensors"
     torch.save(load_file(str(weights)), directory / "pytorch_model.bin")  # a plain tensor pickle
     weights.unlink()
@@ -291,14 +294,18 @@ def _gguf_header(path: Path, architecture: str, name: str = "tiny") -> Path:
 
 
 def test_gguf_files_are_converted_once_then_served_from_the_cache(
-    make_adapter: Any, run_context: RunContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_adapter: Any,
+    run_context: RunContext,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_model_saver: Callable[..., Path],
 ) -> None:
     source = _gguf_header(tmp_path / "tiny.Q4.gguf", "llama")
     converted: list[Path] = []
 
     def fake_convert(path: Path, out: Path, cache_dtype: str) -> None:  # stands in for transformers' dequantiser
         converted.append(path)
-        save_model("llama", out)
+        tiny_model_saver("llama", out)
 
     monkeypatch.setattr(gguf, "_convert", fake_convert)
     monkeypatch.setattr(gguf, "require_gguf_support", lambda: None)

@@ -1,6 +1,6 @@
 """Tiny random-init GPT-2 and Llama checkpoints (built offline, seeded) and an installed-plugin registry.
 
-The builders are copied from the adapters' test conftest (test folders do not import each other).
+The models are the session's shared tiny checkpoints (``tiny_model_dirs`` in ``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ pytest.importorskip("guardchain.edits", reason="guardchain-edits is not installe
 
 
 @pytest.fixture(scope="session")
-def tiny_dirs(tiny_causal_lm_dirs: dict[str, Path]) -> dict[str, Path]:
+def tiny_dirs(tiny_model_dirs: dict[str, Path]) -> dict[str, Path]:
     """``{"gpt2", "llama"}`` -> a save_pretrained directory (the session's shared tiny causal LMs)."""
-    return tiny_causal_lm_dirs
+    return {kind: tiny_model_dirs[kind] for kind in ("gpt2", "llama")}
 
 
 @pytest.fixture(scope="session")

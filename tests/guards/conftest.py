@@ -1,7 +1,7 @@
 """Tiny random-init GPT-2 and Llama checkpoints (built offline, seeded), the packaged tiny GPT-2 with KJV windows,
 and run contexts carrying an adapter and token windows, as ``certify`` gives the guards.
 
-The builders are copied from the adapters' test conftest (test folders do not import each other).
+The models are the session's shared tiny checkpoints (``tiny_model_dirs`` in ``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ CANONICAL = ("invariants", "spectral", "rmt", "variance", "invariants")
 
 
 @pytest.fixture(scope="session")
-def tiny_dirs(tiny_causal_lm_dirs: dict[str, Path]) -> dict[str, Path]:
+def tiny_dirs(tiny_model_dirs: dict[str, Path]) -> dict[str, Path]:
     """``{"gpt2", "llama"}`` -> a save_pretrained directory (the session's shared tiny causal LMs)."""
-    return tiny_causal_lm_dirs
+    return {kind: tiny_model_dirs[kind] for kind in ("gpt2", "llama")}
 
 
 @pytest.fixture(scope="session")
