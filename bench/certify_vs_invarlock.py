@@ -356,9 +356,14 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ratio_ours = next((r["ratio"] for r in ours if r["ratio"] is not None), None)
     ratio_theirs = next((r["ratio"] for r in theirs if r["ratio"] is not None), None)
     diff = None if ratio_ours is None or ratio_theirs is None else ratio_ours - ratio_theirs
+    # Each interleaved pair ran back to back under about the same machine load, so the spread of the per-pair
+    # ratios shows how much of the median ratio is load drift (the goal is still judged on the medians).
+    by_index = {r["index"]: r for r in theirs}
+    pair_ratios = [r["wall_s"] / by_index[r["index"]]["wall_s"] for r in ours if r["index"] in by_index]
     return {
         "wall_s": {"guardchain": wall_ours, "invarlock": wall_theirs},
         "wall_ratio_ours_over_theirs": wall_ours / wall_theirs,
+        "pair_wall_ratios": pair_ratios,
         "ppl_ratio": {"guardchain": ratio_ours, "invarlock": ratio_theirs},
         "ppl_ratio_difference": diff,
         "goals": {
@@ -387,6 +392,7 @@ def table(runs: list[dict[str, Any]], summary: dict[str, Any]) -> str:
         f"{'':<28}{'guardchain':>12}{'InvarLock':>12}{'ours/theirs':>13}{'ours-theirs':>13}",
         f"{'median wall time (s)':<28}{wall['guardchain']:>12.1f}{wall['invarlock']:>12.1f}"
         f"{summary['wall_ratio_ours_over_theirs']:>13.3f}{'':>13}",
+        "per-pair wall ratios (ours/theirs): " + " ".join(f"{x:.3f}" for x in summary["pair_wall_ratios"]),
         f"{'ppl ratio subject/baseline':<28}{fmt(ppl['guardchain'], '.6f'):>12}{fmt(ppl['invarlock'], '.6f'):>12}"
         f"{'':>13}{fmt(summary['ppl_ratio_difference'], '+.2e'):>13}",
         f"goals: wall <= 0.5x theirs: {summary['goals']['wall_at_most_half']}; "
