@@ -87,6 +87,13 @@ class SamplerSettings(BaseModel):
         default="auto",
         description="torch.compile mode; auto: 'default' on CPU, 'reduce-overhead' (CUDA graphs) on CUDA.",
     )
+    fuse_steps: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="With uniform batches: SGLD steps unrolled into one compiled graph (one dispatch per k steps; "
+        "same math and noise); null: auto (compiled: 8 for at most 65 536 sampled parameters, else 1; eager: 1).",
+    )
     mala_every: int = Field(
         default=100,
         ge=0,

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils import _pytree as pytree
 
 from guardchain.core.errors import GuardchainError
 from guardchain.metrics.codes import MetricErrorCode
@@ -27,15 +28,83 @@ LOSS_NAMES = ("auto", "mse", "cross_entropy", "causal_lm")
 
 
 @dataclass(frozen=True)
+class StackedBatches:
+    """Uniform batches stacked leaf by leaf, for the fused multi-step graph (``sgld.py``).
+
+    Every batch's ``(inputs, targets)`` has the same pytree structure ``spec``; each leaf is either ``None`` in every
+    batch or a tensor of one shape, dtype and device in every batch. Tensor leaf ``j`` of batch ``b`` is
+    ``leaves[j][b]`` (``leaves[j]``: ``[n_batches, *leaf_shape]``).
+
+    :ivar leaves: the stacked leaves (``None`` where the batches have ``None``).
+    :ivar spec: the pytree structure of one batch's ``(inputs, targets)``.
+    """
+
+    leaves: tuple[torch.Tensor | None, ...]
+    spec: pytree.TreeSpec
+
+    def select(self, index: torch.Tensor) -> tuple[Any, Any]:
+        """``(inputs, targets)`` of batch ``index`` (a ``[1]`` integer tensor, so that a compiled graph gathers it
+        without a host sync)."""
+        leaves = [None if leaf is None else leaf.index_select(0, index).squeeze(0) for leaf in self.leaves]
+        inputs, targets = pytree.tree_unflatten(leaves, self.spec)
+        return inputs, targets
+
+
+def _uniform(leaves: Sequence[Any]) -> bool:
+    """Whether one leaf position holds ``None`` in every batch or tensors of one shape, dtype and device."""
+    first = leaves[0]
+    if first is None:
+        return all(leaf is None for leaf in leaves)
+    return isinstance(first, torch.Tensor) and all(
+        isinstance(leaf, torch.Tensor)
+        and leaf.shape == first.shape
+        and leaf.dtype == first.dtype
+        and leaf.device == first.device
+        for leaf in leaves
+    )
+
+
+def stack_uniform(items: Sequence[tuple[Any, Any]]) -> tuple[tuple[tuple[Any, Any], ...], StackedBatches | None]:
+    """Stack ``items`` when they are uniform (see :class:`StackedBatches`).
+
+    :returns: ``(items, stacked)``: with stacking, the items rebuilt as views into the stacked leaves (no second
+        copy of the data); otherwise the items unchanged and ``None`` (a ragged last batch, non-tensor leaves,
+        differing structures).
+    """
+    flat = [pytree.tree_flatten(item) for item in items]
+    spec = flat[0][1]
+    if any(other != spec for _, other in flat[1:]):
+        return tuple(items), None
+    columns = [[leaves[j] for leaves, _ in flat] for j in range(len(flat[0][0]))]
+    if not columns or not all(_uniform(column) for column in columns):
+        return tuple(items), None
+    stacked = tuple(None if column[0] is None else torch.stack(column) for column in columns)
+    views = []
+    for b in range(len(items)):
+        inputs, targets = pytree.tree_unflatten([None if leaf is None else leaf[b] for leaf in stacked], spec)
+        views.append((inputs, targets))
+    return tuple(views), StackedBatches(stacked, spec)
+
+
+@dataclass(frozen=True)
 class Batches:
     """The data, pre-collated on one device.
 
     :ivar items: ``(inputs, targets)`` per batch, floating tensors in the sampling dtype.
     :ivar rows: rows (samples) per batch: the leading size of the first tensor in ``inputs``.
+    :ivar stacked: the same batches stacked (:func:`stack_uniform`) when they are uniform, else ``None``; the
+        items are then views into it.
     """
 
     items: tuple[tuple[Any, Any], ...]
     rows: tuple[int, ...]
+    stacked: StackedBatches | None = None
+
+    @classmethod
+    def build(cls, items: Sequence[tuple[Any, Any]], rows: Sequence[int]) -> Batches:
+        """Batches over ``items``, stacked when uniform."""
+        kept, stacked = stack_uniform(items)
+        return cls(kept, tuple(rows), stacked)
 
     @property
     def n_samples(self) -> int:
@@ -47,7 +116,7 @@ class Batches:
 
     def to(self, device: torch.device) -> Batches:
         """A copy on ``device`` (same dtypes)."""
-        return Batches(tuple((move(i, device), move(t, device)) for i, t in self.items), self.rows)
+        return Batches.build([(move(i, device), move(t, device)) for i, t in self.items], self.rows)
 
 
 def default_unpack(batch: Any) -> tuple[Any, Any]:
@@ -136,7 +205,7 @@ def collate(
         rows.append(int(lead.shape[0]))
     if not items:
         raise GuardchainError.single(MetricErrorCode.LLC_DATA, "the data yield no batch")
-    return Batches(tuple(items), tuple(rows))
+    return Batches.build(items, rows)
 
 
 def _tensor_batches(tensors: tuple[torch.Tensor, ...], batch_size: int) -> list[tuple[torch.Tensor, ...]]:

@@ -218,6 +218,23 @@ def compile_mode_for(device: torch.device, settings: SamplerSettings) -> str | N
     return "reduce-overhead" if device.type == "cuda" else "default"
 
 
+#: ``fuse_steps`` auto: :data:`AUTO_FUSE_STEPS` steps per compiled graph up to this many sampled parameters, else 1.
+AUTO_FUSE_MAX_PARAMS = 1 << 16
+AUTO_FUSE_STEPS = 8
+
+
+def fuse_steps_for(d: int, settings: SamplerSettings, *, compiled: bool) -> int:
+    """Steps per fused block (``sgld.py``): ``fuse_steps`` if given; auto: 1 in eager mode, and when compiling
+    :data:`AUTO_FUSE_STEPS` for ``d ≤`` :data:`AUTO_FUSE_MAX_PARAMS` sampled parameters (per-step overhead
+    dominates a small model's step), else 1 (a large model's step is compute-bound, and unrolling would multiply
+    its compile time)."""
+    if settings.fuse_steps is not None:
+        return settings.fuse_steps
+    if not compiled:
+        return 1
+    return AUTO_FUSE_STEPS if d <= AUTO_FUSE_MAX_PARAMS else 1
+
+
 @contextmanager
 def _eval_mode(models: Sequence[torch.nn.Module]) -> Iterator[None]:
     saved = [[(m, m.training) for m in model.modules()] for model in models]
@@ -290,7 +307,15 @@ class LlcSampler:
                     frozen_values[name] = buffer.detach().to(device=device, dtype=self.dtype)
             w0 = self.layout.flatten(values)
             self.kernels.append(
-                SGLDKernel(replica, self.layout, w0, frozen_values, self.loss_fn, compile_mode_for(device, s))
+                SGLDKernel(
+                    replica,
+                    self.layout,
+                    w0,
+                    frozen_values,
+                    self.loss_fn,
+                    compile_mode_for(device, s),
+                    fuse_steps=fuse_steps_for(self.layout.d, s, compiled=s.compile),
+                )
             )
             if device not in self.batches:
                 self.batches[device] = self.batches[primary].to(device)

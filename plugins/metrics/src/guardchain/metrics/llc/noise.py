@@ -64,15 +64,34 @@ class ChainNoise:
         self._cast_buffer = None if self._cast is None else torch.empty_like(self._buffer, dtype=dtype)
         self._position = self.block
 
+    def _refill(self) -> None:
+        for row, generator in enumerate(self._generators):
+            torch.randn(self._buffer.shape[1:], generator=generator, out=self._buffer[row])
+        if self._cast_buffer is not None:
+            self._cast_buffer.copy_(self._buffer)
+        self._position = 0
+
     def next(self) -> torch.Tensor:
         """The noise of the next step, ``[C, d]`` (a view, valid until the block is refilled)."""
         if self._position == self.block:
-            for row, generator in enumerate(self._generators):
-                torch.randn(self._buffer.shape[1:], generator=generator, out=self._buffer[row])
-            if self._cast_buffer is not None:
-                self._cast_buffer.copy_(self._buffer)
-            self._position = 0
+            self._refill()
         source = self._buffer if self._cast_buffer is None else self._cast_buffer
         step = source[:, self._position]
         self._position += 1
         return step
+
+    def take(self, k: int) -> torch.Tensor:
+        """The noise of the next ``k`` steps, ``[C, k, d]``: row ``j`` along dim 1 is what ``k`` calls of
+        :meth:`next` would give. A view into the block when the ``k`` steps lie in it (valid until the block is
+        refilled), else a new tensor."""
+        if self._position == self.block:
+            self._refill()
+        source = self._buffer if self._cast_buffer is None else self._cast_buffer
+        if self._position + k <= self.block:
+            steps = source[:, self._position : self._position + k]
+            self._position += k
+            return steps
+        out = torch.empty((source.shape[0], k, source.shape[2]), device=source.device, dtype=source.dtype)
+        for j in range(k):
+            out[:, j] = self.next()  # copied at once: a refill overwrites the views of the block
+        return out
