@@ -1,10 +1,12 @@
 """One tool on one problem, ``--calls`` times in one process; prints one JSON line.
 
 Runs in the tool's own interpreter: the system Python for guardchain, a venv under ``.venvs/`` for each peer.
-Times only the library call (wall: ``perf_counter``; CPU: ``process_time`` of this process, so inductor's compile
-subprocesses are not counted): call 1 includes any compilation, later calls are warm. λ̂ is recomputed the same way
-for every tool from the library's own loss trace: draws only (steps ``burnin … burnin+draws−1``), common L0 = the
-mean per-batch MSE over the 4 minibatches at w*, ddof 1; the library's own value is reported beside it.
+With ``--seeds`` the calls are repeated for every master seed in turn (one compilation serves them all); each
+call's record carries its seed. Times only the library call (wall: ``perf_counter``; CPU: ``process_time`` of this
+process, so inductor's compile subprocesses are not counted): call 1 includes any compilation, later calls are
+warm. λ̂ is recomputed the same way for every tool from the library's own loss trace: draws only (steps ``burnin …
+burnin+draws−1``), common L0 = the mean per-batch MSE over the 4 minibatches at w*, ddof 1; the library's own
+value is reported beside it.
 
     python worker.py --tool canonical --config reduce-overhead --problem linreg --root results
 """
@@ -159,6 +161,7 @@ def main() -> int:
     parser.add_argument("--draws", type=int, default=2000)
     parser.add_argument("--burnin", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", help="several master seeds in turn (default: --seed)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, x, y = problems.load(problems.problem_path(args.root, args.problem))
@@ -172,25 +175,29 @@ def main() -> int:
         **problems.SETTINGS[args.problem],
     }
     calls = []
-    for _ in range(args.calls):
-        wall, cpu = time.perf_counter(), time.process_time()
-        draws, library_value = RUNNERS[args.tool](args.config, model, x, y, common)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        draws = np.asarray(draws, dtype=np.float64)
-        per_chain = common["nbeta"] * (draws.mean(axis=1) - l0)
-        std = float(per_chain.std(ddof=1))
-        calls.append(
-            {
-                "wall_s": wall,
-                "cpu_s": cpu,
-                "llc_mean": float(per_chain.mean()),
-                "llc_std": std,
-                "llc_sem": std / math.sqrt(per_chain.size),
-                "llc_per_chain": [float(v) for v in per_chain],
-                "library_llc": library_value,
-                "draws_shape": list(draws.shape),
-            }
-        )
+    for seed in args.seeds or [args.seed]:
+        common["seed"] = seed
+        for _ in range(args.calls):
+            wall, cpu = time.perf_counter(), time.process_time()
+            draws, library_value = RUNNERS[args.tool](args.config, model, x, y, common)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            draws = np.asarray(draws, dtype=np.float64)
+            per_chain = common["nbeta"] * (draws.mean(axis=1) - l0)
+            std = float(per_chain.std(ddof=1))
+            calls.append(
+                {
+                    "seed": seed,
+                    "wall_s": wall,
+                    "cpu_s": cpu,
+                    "llc_mean": float(per_chain.mean()),
+                    "llc_std": std,
+                    "llc_sem": std / math.sqrt(per_chain.size),
+                    "llc_per_chain": [float(v) for v in per_chain],
+                    "library_llc": library_value,
+                    "draws_shape": list(draws.shape),
+                }
+            )
+    common["seed"] = args.seeds or args.seed
     record = {
         "tool": args.tool,
         "config": args.config,
