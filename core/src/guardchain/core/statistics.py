@@ -196,7 +196,7 @@ def _normal_quantile(p: float) -> float:
 
 
 def _normal_cdf(z: float) -> float:
-    """Φ(z); NaN (an infinite z₀ met an infinite shift) maps to NaN, which ``numpy.quantile`` propagates."""
+    """Φ(z); NaN (an infinite z₀ met an infinite shift) stays NaN, and the caller then reports no interval."""
     if math.isnan(z):
         return math.nan
     return NormalDist().cdf(z)
