@@ -59,6 +59,18 @@ def product_expectation(nbeta, gamma, k1, k2, *, points=6001):
     return float((nbeta * k_of_w * p).sum() / p.sum())
 
 
+def mlp(dtype=torch.float64):
+    """A seeded 3-5-2 tanh network (the sampler tests' small non-linear model)."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2)).to(dtype)
+
+
+def mlp_data(n=48, dtype=torch.float64):
+    """Seeded inputs ``[n, 3]`` and targets ``[n, 2]`` for :func:`mlp`."""
+    generator = torch.Generator().manual_seed(1)
+    return torch.randn(n, 3, generator=generator, dtype=dtype), torch.randn(n, 2, generator=generator, dtype=dtype)
+
+
 def linreg_problem(n=1024, inputs=9, seed=0, dtype=torch.float64):
     """``Linear(inputs, 1)`` at the exact least-squares fit of ``y = xβ + 0.5·noise``; returns (model, X, Y)."""
     generator = torch.Generator().manual_seed(seed)

@@ -12,17 +12,9 @@ from guardchain.metrics.llc.data import collate
 from guardchain.metrics.llc.inductor import DecomposeSmallMatmuls
 from guardchain.metrics.llc.noise import ChainNoise, noise_block
 
+from .conftest import mlp, mlp_data
+
 pytestmark = pytest.mark.filterwarnings("ignore:llc ")
-
-
-def mlp(dtype=torch.float64):
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2)).to(dtype)
-
-
-def mlp_data(n=48, dtype=torch.float64):
-    generator = torch.Generator().manual_seed(1)
-    return torch.randn(n, 3, generator=generator, dtype=dtype), torch.randn(n, 2, generator=generator, dtype=dtype)
 
 
 def test_take_gives_the_steps_next_would_give_across_block_boundaries():

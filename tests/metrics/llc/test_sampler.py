@@ -15,7 +15,7 @@ from guardchain.metrics.codes import MetricErrorCode
 from guardchain.metrics.llc import LlcSampler, default_nbeta, estimate_llc
 from guardchain.metrics.llc.noise import batch_order
 
-from .conftest import DUMMY_DATA, monomial_expectation, potential_loss
+from .conftest import DUMMY_DATA, mlp, mlp_data, monomial_expectation, potential_loss
 
 # The small MLPs here are untrained on purpose: a negative λ̂ is expected and its warning is noise.
 pytestmark = pytest.mark.filterwarnings("ignore:llc negative")
@@ -51,16 +51,6 @@ def naive_sgld(model, batches, *, chains, steps, seed, eps, gamma, nbeta):
                     p.copy_(part.view(p.shape))
             out[c, i] = loss.item()
     return out
-
-
-def mlp(dtype=torch.float64):
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2)).to(dtype)
-
-
-def mlp_data(n=48, dtype=torch.float64):
-    generator = torch.Generator().manual_seed(1)
-    return torch.randn(n, 3, generator=generator, dtype=dtype), torch.randn(n, 2, generator=generator, dtype=dtype)
 
 
 def test_vmapped_chains_equal_a_naive_per_chain_sgld():
