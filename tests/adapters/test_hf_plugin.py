@@ -31,6 +31,20 @@ def resolve() -> Any:
     return ask
 
 
+@pytest.fixture
+def refusal() -> Any:
+    """``refusal(ref)``: the code with which the resolve hook refuses ``ref`` (it must not claim it)."""
+    registry = Registry.from_plugins({"hf": hf_plugin})
+
+    def ask(ref: str, **hints: Any) -> str:
+        name, problems = registry.resolve_adapter(ref, hints)
+        assert name is None and len(problems) == 1, (name, problems)
+        assert problems[0].details["refused"] is True and problems[0].details["plugin"] == "hf"
+        return str(problems[0].code)
+
+    return ask
+
+
 def _gguf(path: Path, arch_value: bytes) -> Path:
     key = b"general.architecture"
     path.write_bytes(
@@ -51,26 +65,44 @@ def test_resolve_hook_by_config_model_type(resolve: Any, tiny_dirs: dict[str, Pa
     assert resolve(str(tiny_dirs["bert_base"])) == "hf_bert"
 
 
-def test_resolve_hook_named_models_hub_ids_and_hints(resolve: Any, tmp_path: Path) -> None:
+def test_resolve_hook_named_models_hub_ids_and_hints(
+    resolve: Any, refusal: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert resolve("smollm2-135m") == "hf_llama"
     assert resolve("minilm-l6") == "hf_bert"
     assert resolve("tiny-gpt2") == "hf_gpt2"
+    monkeypatch.setenv("GUARDCHAIN_ALLOW_NETWORK", "1")
     assert resolve("Qwen/Qwen2-0.5B") == "hf_auto"
+    monkeypatch.delenv("GUARDCHAIN_ALLOW_NETWORK")
+    assert refusal("Qwen/Qwen2-0.5B") == "GC-HF-NETWORK-DISABLED"  # offline: said now, not "another architecture"
     assert resolve("HuggingFaceTB/SmolLM2-135M", model_type="llama") == "hf_llama"
     assert resolve("anything", model_type="qwen2") == "hf_llama"
     assert resolve("anything", model_type="mistral") == "hf_llama"
     assert resolve(str(tmp_path), model_type="t5") is None
-    assert resolve(str(tmp_path / "missing")) is None
     assert resolve("gpt2") is None  # a bare name is neither named nor a hub id (those are org/name)
+    assert resolve("fake:2") is None  # another plugin's reference
+    assert refusal(str(tmp_path / "missing")) == "GC-HF-NOT-FOUND"  # a path: named as missing
+    assert refusal(str(tmp_path)) == "GC-HF-NOT-FOUND"  # a directory without config.json
     (tmp_path / "odd").mkdir()
     (tmp_path / "odd" / "config.json").write_text('{"model_type": "t5"}')
-    assert resolve(str(tmp_path / "odd")) is None
+    assert refusal(str(tmp_path / "odd")) == "GC-HF-ARCHITECTURE"
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text('{"model_type": "gpt2", "n_embd": ')
+    assert refusal(str(tmp_path / "broken")) == "GC-HF-LOAD-FAILED"  # the broken config.json is named
 
 
-def test_resolve_hook_reads_gguf_architecture(resolve: Any, tmp_path: Path) -> None:
+def test_a_broken_config_json_is_named_not_called_unclaimed(tmp_path: Path) -> None:
+    registry = Registry.from_plugins({"hf": hf_plugin})
+    (tmp_path / "config.json").write_text('{"model_type": "gpt2", "n_embd": ')
+    name, problems = registry.resolve_adapter(str(tmp_path), {})
+    assert name is None
+    assert "config.json" in problems[0].message and "cannot be read" in problems[0].message
+
+
+def test_resolve_hook_reads_gguf_architecture(resolve: Any, refusal: Any, tmp_path: Path) -> None:
     assert resolve(str(_gguf(tmp_path / "a.gguf", b"gpt2"))) == "hf_gpt2"
     assert resolve(str(_gguf(tmp_path / "b.gguf", b"qwen2"))) == "hf_llama"
-    assert resolve(str(_gguf(tmp_path / "c.gguf", b"phi3"))) is None
+    assert refusal(str(_gguf(tmp_path / "c.gguf", b"phi3"))) == "GC-HF-ARCHITECTURE"
     (tmp_path / "junk.gguf").write_bytes(b"not a gguf file")
     assert resolve(str(tmp_path / "junk.gguf")) == "hf_llama"  # unreadable: the Llama family is the default
 

@@ -41,8 +41,9 @@ ERROR_DESCRIPTIONS: Mapping[HFErrorCode, str] = {
     "LM head), which would be freshly initialised; set allow_new_head=true to accept a random head.",
     HFErrorCode.HEAD_UNSUPPORTED: "The operation needs a head the loaded model does not have (token_logprobs on a "
     "classifier or bare encoder, class_logits on a model without a classifier).",
-    HFErrorCode.LOAD_FAILED: "transformers could not load the checkpoint, or it lacks backbone weights; the "
-    "original cause is attached.",
+    HFErrorCode.LOAD_FAILED: "transformers could not load the checkpoint, it lacks backbone weights, its "
+    "config.json cannot be read or is not valid JSON (the file is named), or a hub download failed with network "
+    "access on (no connection, unknown repository or revision); the original cause is attached.",
     HFErrorCode.GGUF_UNAVAILABLE: "Loading a .gguf file needs the optional packages gguf and accelerate "
     "(pip install 'guardchain-adapters[gguf]').",
     HFErrorCode.SITE_UNKNOWN: "A site string does not follow the site grammar, names a module the model does not "

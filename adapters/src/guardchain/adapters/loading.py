@@ -23,11 +23,12 @@ from guardchain.adapters.errors import HFErrorCode, hf_error
 from guardchain.adapters.named import NAMED_MODELS
 from guardchain.adapters.provenance import json_safe, library_versions, tokenizer_sha256
 from guardchain.adapters.refs import (
-    ENV_ALLOW_NETWORK,
     cache_root,
     classify_ref,
     gguf_model_type,
+    missing_error,
     network_allowed,
+    network_disabled_error,
     read_model_type,
 )
 from guardchain.adapters.weights import n_parameters, weights_digest
@@ -81,26 +82,13 @@ class Located:
 
 def locate_missing(ref: str) -> Exception:
     """The ``GC-HF-NOT-FOUND`` error for a reference that names nothing (raise it)."""
-    path = Path(ref).expanduser()
-    what = "is a file, not a checkpoint directory or a .gguf file" if path.is_file() else "does not exist"
-    return hf_error(
-        HFErrorCode.NOT_FOUND,
-        f"model reference {ref!r} {what}",
-        expected="a named model (" + ", ".join(NAMED_MODELS) + "), a save_pretrained directory, a .gguf file, "
-        "or a hub id org/name",
-        hint="hub ids always have the form org/name (e.g. openai-community/gpt2)",
-    )
+    return missing_error(ref)
 
 
 def require_network(ref: str) -> None:
     """Raise ``GC-HF-NETWORK-DISABLED`` (naming ``GUARDCHAIN_ALLOW_NETWORK=1``) unless network access is allowed."""
     if not network_allowed():
-        raise hf_error(
-            HFErrorCode.NETWORK_DISABLED,
-            f"{ref!r} is a hub id, but network access is disabled (guardchain is offline by default)",
-            hint=f"set {ENV_ALLOW_NETWORK}=1 to allow downloading it from the Hugging Face hub, "
-            "or pass a local save_pretrained directory",
-        )
+        raise network_disabled_error(ref)
 
 
 def _check_type(ref: str, model_type: str | None, adapter: str, accepted: frozenset[str]) -> str:
@@ -229,7 +217,6 @@ def load_model(
     ``torch.manual_seed(seed)``, so the result is reproducible), any other with ``GC-HF-LOAD-FAILED``. A bare
     encoder (``head="base"``) whose checkpoint has no pooler is loaded without one (``model.pooler = None``).
     """
-    import transformers
 
     kwargs: dict[str, Any] = {
         **dtype_kwargs(torch_dtype(config.dtype)),
@@ -287,12 +274,38 @@ def load_model(
             HFErrorCode.LOAD_FAILED, f"cannot move the model to device {config.device!r}: {exc}", cause=exc
         ) from exc
     model.eval()
+    return model, load_tokenizer(located), head_keys
+
+
+def load_tokenizer(located: Located) -> Any:
+    """The checkpoint's tokenizer, or ``None`` when it has none (a checkpoint without tokenizer files still scores
+    token ids; a text dataset then fails with ``GC-DATA-NO-TOKENIZER``, naming the model).
+
+    transformers builds an *empty* tokenizer for a GPT-2 checkpoint without tokenizer files instead of failing;
+    it would turn every text into zero tokens ("0 distinct windows"), so a tokenizer whose vocabulary holds
+    nothing but special tokens counts as none.
+    """
+    import transformers
+
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(located.checkpoint), local_files_only=True)
-    except Exception as exc:  # a checkpoint without tokenizer files still scores token ids
+    except Exception as exc:
         _log.warning("hf.tokenizer_unavailable", ref=located.ref, error=f"{type(exc).__name__}: {exc}")
-        tokenizer = None
-    return model, tokenizer, head_keys
+        return None
+    try:
+        n_vocab = len(tokenizer.get_vocab())
+        n_special = len(set(tokenizer.all_special_tokens))
+    except Exception as exc:
+        _log.warning("hf.tokenizer_unavailable", ref=located.ref, error=f"{type(exc).__name__}: {exc}")
+        return None
+    if n_vocab <= n_special:
+        _log.warning(
+            "hf.tokenizer_unavailable",
+            ref=located.ref,
+            error=f"the tokenizer files in {located.checkpoint} are missing or empty ({n_vocab} token(s), all special)",
+        )
+        return None
+    return tokenizer
 
 
 def head_kind(model: Any) -> HeadKind:

@@ -11,12 +11,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guardchain.adapters.architectures import adapter_for_model_type, supported_model_types
+from guardchain.adapters.errors import HFErrorCode, hf_error
 from guardchain.adapters.named import NAMED_MODELS
-from guardchain.adapters.refs import classify_ref, gguf_model_type, read_model_type
+from guardchain.adapters.refs import (
+    classify_ref,
+    gguf_model_type,
+    looks_like_path,
+    missing_error,
+    network_allowed,
+    network_disabled_error,
+    read_model_type,
+)
 from guardchain.core import PLUGIN_API_VERSION, hookimpl
 
 if TYPE_CHECKING:
-    from guardchain.core.registry import Registrar
+    from guardchain.core.specs import Registrar
 
 GUARDCHAIN_PLUGIN_API = PLUGIN_API_VERSION
 
@@ -78,6 +87,12 @@ def guardchain_resolve_adapter(model_ref: str, hints: dict[str, Any]) -> str | N
     * ``.gguf`` files: by the GGUF ``general.architecture`` if readable, else ``hf_llama``;
     * hub ids (``org/name`` that is not a local path): ``hf_auto``, which fetches and reads the config;
     * anything else: ``None`` (not this plugin's).
+
+    References this plugin recognises but cannot load are *refused* with their own code (the kernel reports it
+    before anything runs, and still asks the other plugins): a hub id while the network is off
+    (``GC-HF-NETWORK-DISABLED``), a directory without ``config.json`` or a path that does not exist
+    (``GC-HF-NOT-FOUND``), a ``config.json`` that is not valid JSON (``GC-HF-LOAD-FAILED``), a ``model_type`` no
+    adapter here handles (``GC-HF-ARCHITECTURE``).
     """
     hinted = hints.get("model_type")
     if isinstance(hinted, str) and hinted:
@@ -86,11 +101,39 @@ def guardchain_resolve_adapter(model_ref: str, hints: dict[str, Any]) -> str | N
     if kind == "named":
         return adapter_for_model_type(NAMED_MODELS[model_ref].model_type)
     if kind == "dir":
-        model_type = read_model_type(Path(model_ref).expanduser())
-        return adapter_for_model_type(model_type) if model_type else None
+        directory = Path(model_ref).expanduser()
+        if not (directory / "config.json").is_file():
+            raise hf_error(
+                HFErrorCode.NOT_FOUND,
+                f"directory {model_ref!r} has no config.json, so it is not a save_pretrained checkpoint",
+            )
+        return _adapter_for(model_ref, read_model_type(directory))
     if kind == "gguf":
         model_type = gguf_model_type(Path(model_ref).expanduser())
-        return "hf_llama" if model_type is None else adapter_for_model_type(model_type)
+        return "hf_llama" if model_type is None else _adapter_for(model_ref, model_type)
     if kind == "hub":
+        if not network_allowed():
+            raise network_disabled_error(model_ref)
         return "hf_auto"
+    if looks_like_path(model_ref):
+        raise missing_error(model_ref)
     return None
+
+
+def _adapter_for(ref: str, model_type: str | None) -> str:
+    """The adapter for ``model_type``; refuses (``GC-HF-ARCHITECTURE``) a missing or unsupported one."""
+    if model_type is None:
+        raise hf_error(
+            HFErrorCode.ARCHITECTURE,
+            f"cannot tell the architecture of {ref!r}: its config has no model_type",
+            expected="model_type one of " + ", ".join(supported_model_types()),
+        )
+    name = adapter_for_model_type(model_type)
+    if name is None:
+        raise hf_error(
+            HFErrorCode.ARCHITECTURE,
+            f"{ref!r} is a {model_type!r} model, which no adapter of guardchain-adapters handles",
+            expected="model_type one of " + ", ".join(supported_model_types()),
+            details={"model_type": model_type},
+        )
+    return name

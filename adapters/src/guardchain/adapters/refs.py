@@ -24,11 +24,22 @@ from pathlib import Path
 from typing import Literal
 
 from guardchain.adapters.architectures import GGUF_ARCHITECTURES
+from guardchain.adapters.errors import HFErrorCode, hf_error
 from guardchain.adapters.gguf_meta import read_gguf_architecture
 from guardchain.adapters.named import NAMED_MODELS
+from guardchain.core.errors import GuardchainError
 from guardchain.core.network import ENV_ALLOW_NETWORK, network_allowed
 
-__all__ = ["ENV_ALLOW_NETWORK", "ENV_CACHE", "cache_root", "classify_ref", "network_allowed", "read_model_type"]
+__all__ = [
+    "ENV_ALLOW_NETWORK",
+    "ENV_CACHE",
+    "cache_root",
+    "classify_ref",
+    "missing_error",
+    "network_allowed",
+    "network_disabled_error",
+    "read_model_type",
+]
 
 ENV_CACHE = "GUARDCHAIN_CACHE"
 DEFAULT_CACHE = Path("~/.cache/guardchain")
@@ -59,13 +70,56 @@ def classify_ref(ref: str) -> RefKind:
 
 
 def read_model_type(directory: Path) -> str | None:
-    """``model_type`` from ``directory/config.json``, or ``None`` if absent or unreadable."""
-    try:
-        data = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """``model_type`` from ``directory/config.json``; ``None`` when there is no ``config.json`` or it names none.
+
+    :raises GuardchainError: ``GC-HF-LOAD-FAILED`` naming the file when ``config.json`` exists but cannot be read
+        or is not valid JSON (a broken checkpoint must be named as such, not as "no adapter claims it").
+    """
+    file = directory / "config.json"
+    if not file.is_file():
         return None
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())
+        raise hf_error(
+            HFErrorCode.LOAD_FAILED,
+            f"the checkpoint's config.json ({file}) cannot be read: {reason}",
+            expected="a JSON object with a model_type, as save_pretrained writes it",
+            hint="the file is damaged or truncated: save the checkpoint again",
+            cause=exc,
+        ) from exc
     value = data.get("model_type") if isinstance(data, dict) else None
     return value if isinstance(value, str) else None
+
+
+def looks_like_path(ref: str) -> bool:
+    """True for references written as paths: ``./x``, ``/x``, ``~/x``, ``a/b/c`` (a hub id has one slash), or a
+    file name ending in ``.gguf``."""
+    return ref.startswith((".", "/", "~")) or ref.count("/") > 1 or "\\" in ref or ref.lower().endswith(".gguf")
+
+
+def missing_error(ref: str) -> GuardchainError:
+    """The ``GC-HF-NOT-FOUND`` error for a reference that names nothing (raise it)."""
+    path = Path(ref).expanduser()
+    what = "is a file, not a checkpoint directory or a .gguf file" if path.is_file() else "does not exist"
+    return hf_error(
+        HFErrorCode.NOT_FOUND,
+        f"model reference {ref!r} {what}",
+        expected="a named model (" + ", ".join(NAMED_MODELS) + "), a save_pretrained directory, a .gguf file, "
+        "or a hub id org/name",
+        hint="hub ids always have the form org/name (e.g. openai-community/gpt2)",
+    )
+
+
+def network_disabled_error(ref: str) -> GuardchainError:
+    """The ``GC-HF-NETWORK-DISABLED`` error for a hub id while network access is off (raise it)."""
+    return hf_error(
+        HFErrorCode.NETWORK_DISABLED,
+        f"{ref!r} is a hub id, but network access is disabled (guardchain is offline by default)",
+        hint=f"set {ENV_ALLOW_NETWORK}=1 to allow downloading it from the Hugging Face hub, "
+        "or pass a local save_pretrained directory",
+    )
 
 
 def gguf_model_type(path: Path) -> str | None:

@@ -29,7 +29,7 @@ class LazyLogger:
     def _emit(self, level: str, event: str, values: dict[str, Any]) -> None:
         if LEVELS[level] < _state["threshold"]:
             return
-        import structlog
+        import structlog  # structlog loads on the first log call
 
         _configure_structlog()
         logger = structlog.get_logger(self._name).bind(logger=self._name, **self._context)
@@ -72,7 +72,7 @@ def configure_logging(fmt: LogFormat = "auto", level: str = "warning") -> None:
 def _configure_structlog() -> None:
     if _state["configured"]:
         return
-    import structlog
+    import structlog  # structlog loads on the first log call
 
     fmt = _state["format"]
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())

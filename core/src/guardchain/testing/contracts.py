@@ -1,16 +1,18 @@
 """Contract test classes: subclass one per capability in your plugin's tests.
 
 Each class needs ``name`` (the registered capability name) and, for the behavioural tests, the fixtures its
-docstring lists. The default ``registry`` fixture discovers installed entry points; override it to build one
-another way. Tests are plain pytest methods, so ``-k`` and markers work as usual.
+docstring lists. The default ``registry`` fixture discovers installed entry points once per test module (so a
+module-scoped fixture that loads a model may use it, with ``model_context``); override it to build one another
+way. Tests are plain pytest methods, so ``-k`` and markers work as usual.
+
+The result checks are :mod:`guardchain.core.conformance`'s: the very rules the runtime enforces on every result,
+so a capability that passes the kit is never refused at run time for a rule the kit did not check.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -21,10 +23,11 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import BaseModel
 
+from guardchain.core import conformance
 from guardchain.core.capabilities import validate_capability
 from guardchain.core.context import RunContext
 from guardchain.core.errors import ErrorCode, GuardchainError
-from guardchain.core.handles import ModelHandle, ModelStructure, SiteRef, WeightFamily
+from guardchain.core.handles import ModelHandle, SiteRef, WeightFamily
 from guardchain.core.kinds import CapabilityKind
 from guardchain.core.registry import (
     API_ATTRIBUTE,
@@ -34,10 +37,12 @@ from guardchain.core.registry import (
     Registry,
     RegistrySettings,
 )
-from guardchain.core.results import EditPlan, EditReport, GuardReport, GuardStatus, MetricResult
+from guardchain.core.results import GuardReport, GuardStatus
 from guardchain.core.specs import CapabilitySpec
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+def _rendered(problems: list[Any]) -> str:
+    return "; ".join(p.render() for p in problems)
 
 
 class CapabilityContract:
@@ -52,10 +57,21 @@ class CapabilityContract:
     #: Set to True only if your factory must be a callable rather than a lazy ``"module:attr"`` string.
     allow_eager_factory: ClassVar[bool] = False
 
-    @pytest.fixture
+    @pytest.fixture(scope="module")
     def registry(self) -> Registry:
-        """Every installed plugin, ignoring allow/block variables."""
+        """Every installed plugin, ignoring allow/block variables; one registry per test module."""
         return Registry.discover(RegistrySettings())
+
+    @pytest.fixture(scope="module")
+    def model_context(self, registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> RunContext:
+        """A run context (seed 0) for module-scoped fixtures that load a model once::
+
+        @pytest.fixture(scope="module")
+        def baseline(self, registry, model_context):
+            return registry.create("adapter", "hf_gpt2").instance.load("path/to/checkpoint", model_context)
+        """
+        out_dir = tmp_path_factory.mktemp("guardchain-model")
+        return RunContext(run_id="contract-model", seed=0, out_dir=out_dir, registry=registry)
 
     @pytest.fixture
     def spec(self, registry: Registry) -> CapabilitySpec:
@@ -79,9 +95,11 @@ class CapabilityContract:
 
     def test_registered_by_a_healthy_plugin(self, registry: Registry, spec: CapabilitySpec) -> None:
         record = registry.plugin(spec.plugin)
-        assert record is not None
-        assert record.status == PluginStatus.OK, record.problems
-        assert spec.summary.strip() and "\n" not in spec.summary
+        assert record is not None, f"no plugin record for {spec.plugin!r}"
+        assert record.status == PluginStatus.OK, f"plugin {spec.plugin!r} is {record.status}: " + _rendered(
+            record.problems
+        )
+        assert spec.summary.strip() and "\n" not in spec.summary, "the summary must be one non-empty line"
 
     def test_factory_is_lazy(self, spec: CapabilitySpec) -> None:
         if self.allow_eager_factory:
@@ -91,22 +109,32 @@ class CapabilityContract:
     def test_config_model_rejects_unknown_keys(self, registry: Registry, spec: CapabilitySpec) -> None:
         with pytest.raises(GuardchainError) as caught:
             registry.validate_config(spec, {"__not_a_real_key__": 1}, path="config")
-        assert ErrorCode.CONFIG_UNKNOWN_KEY in {p.code for p in caught.value.problems}
+        codes = {p.code for p in caught.value.problems}
+        assert ErrorCode.CONFIG_UNKNOWN_KEY in codes, f"an unknown key gave {codes}, not GC-CONFIG-UNKNOWN-KEY"
+
+    def test_config_model_follows_the_rules(self, spec: CapabilitySpec) -> None:
+        """The runtime's own check (:attr:`CapabilitySpec.config_model`): forbids extra keys, valid defaults that
+        survive JSON, a JSON Schema."""
+        try:
+            _ = spec.config_model
+        except GuardchainError as exc:
+            pytest.fail(f"the runtime refuses the config model of {spec.label}: {_rendered(exc.problems)}")
 
     def test_config_round_trips_through_json(
         self, registry: Registry, spec: CapabilitySpec, config: Mapping[str, Any] | BaseModel
     ) -> None:
         validated = registry.validate_config(spec, config, path="config")
         again = spec.config_model.model_validate_json(validated.model_dump_json())
-        assert again == validated
+        assert again == validated, f"the config changed in a JSON round trip: {validated!r} -> {again!r}"
 
     def test_config_has_a_json_schema(self, spec: CapabilitySpec) -> None:
         schema = spec.config_model.model_json_schema()
-        assert schema.get("type") == "object"
+        assert schema.get("type") == "object", f"the config's JSON Schema is not an object: {schema!r}"
         json.dumps(schema)
 
     def test_satisfies_its_protocol(self, capability: Any) -> None:
-        assert validate_capability(self.kind, capability, label=self.name) == []
+        problems = validate_capability(self.kind, capability, label=self.name)
+        assert problems == [], _rendered(problems)
 
 
 class AdapterContract(CapabilityContract):
@@ -129,26 +157,26 @@ class AdapterContract(CapabilityContract):
         return handle
 
     def test_load_returns_a_handle(self, handle: ModelHandle, model_ref: str, spec: CapabilitySpec) -> None:
-        assert isinstance(handle, ModelHandle)
-        assert handle.ref == model_ref
-        assert handle.adapter in {spec.name, spec.qualified_name}
+        problems = conformance.handle_problems(handle, model_ref, spec.accepted_names, spec.label)
+        assert problems == [], _rendered(problems)
 
-    def test_describe_lists_blocks_and_weights(self, capability: Any, handle: ModelHandle) -> None:
+    def test_describe_lists_blocks_and_weights(
+        self, capability: Any, handle: ModelHandle, spec: CapabilitySpec
+    ) -> None:
         structure = capability.describe(handle)
-        assert isinstance(structure, ModelStructure)
-        assert structure.blocks, "a transformer has at least one block"
-        names = {w.name for w in structure.weights}
-        assert len(names) == len(structure.weights), "weight names are unique"
+        problems = conformance.structure_problems(structure, spec.label)
+        assert problems == [], _rendered(problems)
         for weight in structure.weights:
-            assert isinstance(weight.family, WeightFamily)
-            assert all(isinstance(d, int) and d > 0 for d in weight.shape)
+            assert isinstance(weight.family, WeightFamily), f"{weight.name}: family {weight.family!r}"
+        names = {w.name for w in structure.weights}
         for group in structure.tied:
-            assert set(group) <= names | {g for g in group}, "tied groups name parameters"
+            assert set(group) <= names | {g for g in group}, f"tied group {group} names unknown parameters"
 
-    def test_weights_digest_is_stable(self, capability: Any, handle: ModelHandle) -> None:
+    def test_weights_digest_is_stable(self, capability: Any, handle: ModelHandle, spec: CapabilitySpec) -> None:
         first = capability.weights_digest(handle)
-        assert _HEX64.match(first)
-        assert capability.weights_digest(handle) == first
+        problems = conformance.digest_problems(first, spec.label, "weights_digest")
+        assert problems == [], _rendered(problems)
+        assert capability.weights_digest(handle) == first, "weights_digest changed without a change to the weights"
 
     def test_snapshot_restore_is_bit_identical(self, capability: Any, handle: ModelHandle) -> None:
         before = capability.weights_digest(handle)
@@ -156,11 +184,14 @@ class AdapterContract(CapabilityContract):
         self.perturb(handle)
         assert capability.weights_digest(handle) != before, "perturb() must change a weight"
         capability.restore(handle, snapshot)
-        assert capability.weights_digest(handle) == before
+        assert capability.weights_digest(handle) == before, (
+            "restore(snapshot) did not give the weights back bit for bit"
+        )
 
     def test_resolves_a_valid_site(self, capability: Any, handle: ModelHandle) -> None:
         sites = capability.resolve_sites(handle, self.valid_site)
-        assert sites and all(isinstance(s, SiteRef) for s in sites)
+        assert sites, f"{self.valid_site!r} resolved to no site"
+        assert all(isinstance(s, SiteRef) for s in sites), f"resolve_sites returned {sites!r}, not SiteRef objects"
 
     def test_rejects_an_unknown_site(self, capability: Any, handle: ModelHandle) -> None:
         with pytest.raises(Exception, match=r"(?i)site"):
@@ -172,45 +203,69 @@ class EditContract(CapabilityContract):
 
     kind = CapabilityKind.EDIT
 
-    def test_plan_targets_existing_weights(self, capability: Any, handle: ModelHandle, structure: Any) -> None:
+    def test_plan_targets_existing_weights(
+        self, capability: Any, handle: ModelHandle, structure: Any, spec: CapabilitySpec
+    ) -> None:
         plan = capability.plan(handle, structure)
-        assert isinstance(plan, EditPlan)
-        assert plan.edit == self.name
-        assert set(plan.targets) <= {w.name for w in structure.weights}
+        problems = conformance.edit_plan_problems(plan, spec.accepted_names, structure, spec.label)
+        assert problems == [], _rendered(problems)
 
-    def test_apply_reports_within_the_plan(self, capability: Any, handle: ModelHandle, structure: Any) -> None:
+    def test_apply_reports_within_the_plan(
+        self, capability: Any, handle: ModelHandle, structure: Any, spec: CapabilitySpec
+    ) -> None:
         plan = capability.plan(handle, structure)
         report = capability.apply(handle, plan)
-        assert isinstance(report, EditReport)
-        assert set(report.modules_changed) <= set(plan.targets)
-        assert set(report.per_module) <= set(report.modules_changed)
-        assert report.parameters_changed >= 0
+        problems = conformance.edit_report_problems(report, plan, spec.accepted_names, spec.label)
+        assert problems == [], _rendered(problems)
+        assert report.parameters_changed >= 0, f"parameters_changed is {report.parameters_changed}"
 
 
 class GuardContract(CapabilityContract):
-    """Guards. Provide ``baseline``, a loaded model; the contract runs the lifecycle on a null edit (the subject is
-    the unchanged baseline), where every guard must pass."""
+    """Guards. Provide ``baseline``, a :class:`ModelHandle` loaded by an installed adapter; the contract runs the
+    lifecycle (``prepare``, ``after_edit``, ``finalize``) on a null edit (the subject is the unchanged baseline),
+    where every guard must pass. Unless your ``context`` fixture set them, ``context.handle`` is the baseline and
+    ``context.adapter`` the adapter named by ``baseline.adapter``, created through the registry, as in a chain.
+
+    Load the model once per module::
+
+        class TestAcmeGuard(GuardContract):
+            name = "acme_guard"
+
+            @pytest.fixture(scope="module")
+            def baseline(self, registry, model_context):
+                adapter = registry.create("adapter", "hf_gpt2").instance
+                return adapter.load("path/to/checkpoint", model_context)
+
+    A guard reads the weights through ``baseline.model`` (``subject.model`` in ``after_edit``: the same object,
+    changed in place by the edit), and the plan of the edit being gated through ``context.edit_plan``.
+    """
 
     kind = CapabilityKind.GUARD
 
     def _lifecycle(self, guard: Any, baseline: ModelHandle, context: RunContext) -> GuardReport:
+        if context.handle is None:
+            context.handle = baseline
+        if context.adapter is None and context.registry is not None:
+            context.adapter = context.registry.create(CapabilityKind.ADAPTER, baseline.adapter).instance
         guard.prepare(baseline, context)
         guard.after_edit(baseline, context)
         report: GuardReport = guard.finalize(context)
         return report
 
-    def test_null_edit_passes(self, capability: Any, baseline: ModelHandle, context: RunContext) -> None:
+    def test_null_edit_passes(
+        self, capability: Any, baseline: ModelHandle, context: RunContext, spec: CapabilitySpec
+    ) -> None:
         report = self._lifecycle(capability, baseline, context)
-        assert isinstance(report, GuardReport)
-        assert report.guard == self.name
-        assert report.status == GuardStatus.PASS, report.findings
+        problems = conformance.guard_report_problems(report, spec.accepted_names, spec.label)
+        assert problems == [], _rendered(problems)
+        assert report.status == GuardStatus.PASS, f"a null edit gave {report.status}: {report.findings}"
 
     def test_report_is_deterministic_and_serializable(
         self, registry: Registry, config: Any, baseline: ModelHandle, context: RunContext
     ) -> None:
         first = self._lifecycle(registry.create(self.kind, self.name, config).instance, baseline, context)
         second = self._lifecycle(registry.create(self.kind, self.name, config).instance, baseline, context)
-        assert first.model_dump(mode="json") == second.model_dump(mode="json")
+        assert first.model_dump(mode="json") == second.model_dump(mode="json"), "two null edits gave different reports"
         json.dumps(first.model_dump(mode="json"))
 
 
@@ -219,15 +274,17 @@ class MetricContract(CapabilityContract):
 
     kind = CapabilityKind.METRIC
 
-    def test_returns_a_paired_result(self, capability: Any, handle: ModelHandle, data: Any, context: Any) -> None:
+    def test_returns_a_paired_result(
+        self, capability: Any, handle: ModelHandle, data: Any, context: Any, spec: CapabilitySpec
+    ) -> None:
         result = capability.compute(handle, data, context)
-        assert isinstance(result, MetricResult)
-        assert result.metric == self.name
-        assert math.isfinite(result.value)
-        assert len(result.per_unit) == len(result.unit_ids) > 0
+        problems = conformance.metric_result_problems(result, spec.accepted_names, spec.label)
+        assert problems == [], _rendered(problems)
+        assert len(result.per_unit) == len(result.unit_ids) > 0, "per_unit must align with at least one unit id"
 
     def test_is_deterministic(self, capability: Any, handle: ModelHandle, data: Any, context: Any) -> None:
-        assert capability.compute(handle, data, context) == capability.compute(handle, data, context)
+        first = capability.compute(handle, data, context)
+        assert capability.compute(handle, data, context) == first, "two computations gave different results"
 
 
 class InterventionContract(CapabilityContract):
@@ -239,7 +296,8 @@ class InterventionContract(CapabilityContract):
         self, capability: Any, handle: ModelHandle, sites: Any, context: Any
     ) -> None:
         attached = capability.attach(handle, sites, context)
-        assert callable(getattr(attached, "remove", None))
+        problems = conformance.detachable_problems(attached, self.name)
+        assert problems == [], _rendered(problems)
         attached.remove()
         attached.remove()  # idempotent
 
@@ -253,10 +311,11 @@ class DatasetContract(CapabilityContract):
         digests = []
         for _ in range(2):
             dataset = registry.create(self.kind, self.name, config).instance
-            assert dataset.load(context) is not None
+            assert dataset.load(context) is not None, "load() returned None"
             digests.append(dataset.fingerprint())
-        assert _HEX64.match(digests[0])
-        assert digests[0] == digests[1]
+        problems = conformance.digest_problems(digests[0], self.name, "fingerprint")
+        assert problems == [], _rendered(problems)
+        assert digests[0] == digests[1], "two loads of the same data gave different fingerprints"
 
 
 class PluginContract:
@@ -273,19 +332,22 @@ class PluginContract:
 
     def test_declares_a_supported_api_version(self) -> None:
         module = self._entry_point().load()
-        assert getattr(module, API_ATTRIBUTE, None) in SUPPORTED_PLUGIN_APIS
+        declared = getattr(module, API_ATTRIBUTE, None)
+        assert declared in SUPPORTED_PLUGIN_APIS, f"{API_ATTRIBUTE} is {declared!r}, not one of {SUPPORTED_PLUGIN_APIS}"
 
     def test_loads_ok_and_registers_capabilities(self) -> None:
         registry = Registry.discover(RegistrySettings())
         record = registry.plugin(self.entry_point)
-        assert record is not None and record.status == PluginStatus.OK, record and record.problems
+        assert record is not None, f"plugin {self.entry_point!r} was not discovered"
+        assert record.status == PluginStatus.OK, f"plugin is {record.status}: {_rendered(record.problems)}"
         assert record.provides, "a plugin registers at least one capability"
 
     def test_every_capability_imports_and_conforms(self) -> None:
         registry = Registry.discover(RegistrySettings())
         for spec in registry.specs():
             if spec.plugin == self.entry_point:
-                assert registry.check_loadable(spec) == [], spec.name
+                problems = registry.check_loadable(spec)
+                assert problems == [], _rendered(problems)
 
     def test_registration_imports_nothing_heavy(self) -> None:
         ep = self._entry_point()

@@ -1,4 +1,8 @@
-"""pytest fixtures of the conformance kit: enable with ``pytest_plugins = ["guardchain.testing.fixtures"]``."""
+"""pytest fixtures of the conformance kit: enable with ``pytest_plugins = ["guardchain.testing.fixtures"]``.
+
+Scopes: the registry factory lives for the session and the registry for a test module, so that a module-scoped
+fixture (a model loaded once) can depend on them; run contexts are per test unless named ``*_model_context``.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from guardchain.core.registry import Registry, RegistrySettings
 RegistryFactory = Callable[..., Registry]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def guardchain_registry_factory() -> RegistryFactory:
     """Build isolated registries: from plugin objects in memory, or from (injected) entry points.
 
@@ -40,10 +44,18 @@ def guardchain_registry_factory() -> RegistryFactory:
     return make
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def guardchain_registry(guardchain_registry_factory: RegistryFactory) -> Registry:
-    """The registry of every installed plugin, ignoring ``GUARDCHAIN_*`` allow/block variables."""
+    """The registry of every installed plugin, ignoring ``GUARDCHAIN_*`` allow/block variables (one per test
+    module, so that module-scoped fixtures, such as one loading a model, may use it)."""
     return guardchain_registry_factory()
+
+
+@pytest.fixture(scope="module")
+def guardchain_model_context(guardchain_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> RunContext:
+    """A run context (seed 0) for module-scoped fixtures that load a model once."""
+    out_dir = tmp_path_factory.mktemp("guardchain-model")
+    return RunContext(run_id="contract-model", seed=0, out_dir=out_dir, registry=guardchain_registry)
 
 
 @pytest.fixture

@@ -66,8 +66,8 @@ def list_plugins(ctx: click.Context, kind: str | None, fmt: str, include_blocked
         }
         click.echo(json.dumps(payload, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from rich.console import Console  # rich loads only when a table is printed
+    from rich.table import Table  # rich loads only when a table is printed
 
     table = Table(title="guardchain plugins", title_justify="left")
     for column in ("name", "kind", "distribution", "version", "status", "summary"):
@@ -91,6 +91,9 @@ def list_plugins(ctx: click.Context, kind: str | None, fmt: str, include_blocked
     if not console.is_terminal:
         console = Console(width=200)  # piped output: do not fold rows at 80 columns
     console.print(table)
+    for record in records:
+        for warning in record.warnings:
+            click.echo(f"warning: [{record.name}] {warning.code} {warning.message}", err=True)
 
 
 def _styled(status: str) -> str:
@@ -152,14 +155,23 @@ def show_plugin(ctx: click.Context, name: str, kind: str | None, fmt: str) -> No
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_context
 def check_plugins(ctx: click.Context, deep: bool, fmt: str) -> None:
-    """Exit 1 if any plugin is not ok (blocked plugins, disabled on purpose, do not count)."""
+    """Exit 1 if any plugin is not ok or breaks a rule of the conformance kit (blocked plugins, disabled on
+    purpose, do not count).
+
+    Always: load failures, conflicts, and registration modules that import torch or transformers
+    (``GC-PLUGIN-HEAVY-IMPORT``). With ``--load``: every capability's config model (a pydantic model forbidding
+    extra keys, whose defaults validate and that has a JSON Schema) and factory (importable, satisfying its
+    protocol), and the heavy-import check repeated in a fresh interpreter for plugins loaded after torch was.
+    """
     registry = AppState.of(ctx).registry
     failures: list[dict[str, Any]] = []
     for record in registry.plugins:
-        if not record.ok and record.status != "blocked":
-            failures.extend(
-                {"plugin": record.name, "distribution": record.distribution, **p.to_dict()} for p in record.problems
-            )
+        if record.status == "blocked":
+            continue
+        problems = list(record.warnings) if record.ok else [*record.problems, *record.warnings]
+        if deep and record.ok and record.heavy_unchecked and not record.warnings:
+            problems.extend(registry.probe_heavy_imports(record))
+        failures.extend({"plugin": record.name, "distribution": record.distribution, **p.to_dict()} for p in problems)
     if deep:
         for spec in registry.specs():
             for problem in registry.check_loadable(spec):

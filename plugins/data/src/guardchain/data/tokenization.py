@@ -32,11 +32,17 @@ def require_tokenizer(handle: ModelHandle | None) -> tuple[ModelHandle, Any]:
     """
     tokenizer = None if handle is None else handle.tokenizer
     if handle is None or tokenizer is None:
-        where = "the chain loads no model" if handle is None else f"the model {handle.ref!r} has no tokenizer"
+        if handle is None:
+            where = "the chain loads no model"
+            hint = "add a `model` section to the chain (the runner loads the model before the data)"
+        else:
+            where = f"the model {handle.ref!r} has no tokenizer"
+            hint = (
+                "its checkpoint lacks tokenizer files (tokenizer.json, or vocab/merges files): save them next to "
+                "the weights with tokenizer.save_pretrained(<checkpoint directory>)"
+            )
         raise GuardchainError.single(
-            DataErrorCode.NO_TOKENIZER,
-            f"text datasets tokenize with the model's tokenizer, but {where}",
-            hint="add a `model` section to the chain (the runner loads the model before the data)",
+            DataErrorCode.NO_TOKENIZER, f"text datasets tokenize with the model's tokenizer, but {where}", hint=hint
         )
     return handle, tokenizer
 
