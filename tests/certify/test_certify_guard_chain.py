@@ -15,14 +15,16 @@ import pytest
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from guardchain.certify.certificate import Certificate
+from guardchain.certify.pipeline import certify
+from guardchain.certify.policy import TIER_GUARDS, GuardStep
+from guardchain.certify.request import CertifyPreset, CertifyRequest
+from guardchain.certify.verify import verify_certificate
 from guardchain.core import hookimpl
-from guardchain.core.certificate import Certificate
-from guardchain.core.certify import DEFAULT_GUARDS, CertifyPreset, CertifyRequest, GuardStep, certify
 from guardchain.core.errors import GuardchainError
 from guardchain.core.kinds import CapabilityKind
 from guardchain.core.registry import Registry, RegistrySettings
 from guardchain.core.results import GuardAction, GuardMode, GuardReport, GuardStatus
-from guardchain.core.verify import verify_certificate
 
 pytestmark = pytest.mark.members
 
@@ -30,7 +32,7 @@ pytestmark = pytest.mark.members
 class ProbeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mode: GuardMode = GuardMode.GATE
-    action: str = "none"  # none | scale | poison | fail
+    action: str = "none"  # none | scale | poison | fail | sneak (changes a weight without announcing it)
 
 
 class ProbeGuard:
@@ -48,7 +50,12 @@ class ProbeGuard:
     def after_edit(self, subject: Any, context: Any) -> None:
         ProbeGuard.seen.append({"call": "after_edit", "plan": context.edit_plan, "data": context.data})
         weight = subject.model.transformer.h[0].mlp.c_fc.weight
+        name = "transformer.h.0.mlp.c_fc.weight"
+        if self.config.action == "scale":
+            context.will_change_weights([name])
         with torch.no_grad():
+            if self.config.action == "sneak":  # a parameter the edit does not target: no copy of it exists
+                subject.model.transformer.ln_f.weight.mul_(1.5)
             if self.config.action == "scale":
                 weight.mul_(1.5)
                 self.actions.append(GuardAction(kind="rescale", target="transformer.h.0.mlp.c_fc.weight", applied=True))
@@ -84,7 +91,8 @@ def run(tmp_path: Path, *guards: dict[str, Any], edit_config: dict[str, Any] | N
 
 
 def verified(out: Path) -> tuple[Certificate | None, list[Any]]:
-    return verify_certificate(json.loads((out / "certificate.json").read_text()))
+    result = verify_certificate(json.loads((out / "certificate.json").read_text()))
+    return result.certificate, result.mismatches
 
 
 def test_guards_see_the_windows_and_the_plan_and_are_timed(tmp_path):
@@ -134,19 +142,29 @@ def test_verify_rejects_a_rollback_claim_without_a_failed_gate(tmp_path):
     run(tmp_path, {})
     data = json.loads((tmp_path / "cert" / "certificate.json").read_text())
     data["rolled_back"] = True
-    _, mismatches = verify_certificate(data)
+    mismatches = verify_certificate(data).mismatches
     assert any(m.field == "rolled_back" for m in mismatches)
 
 
 def test_the_default_chain_is_canonical_and_missing_guards_are_named():
-    assert DEFAULT_GUARDS == ("invariants", "spectral", "rmt", "variance", "invariants")
+    assert (
+        tuple(f"guardchain-guards:{name}" for name in ("invariants", "spectral", "rmt", "variance", "invariants"))
+        == TIER_GUARDS
+    )
     discovered = Registry.discover()
-    providers = {s.plugin for s in discovered.specs(CapabilityKind.GUARD) if s.name in DEFAULT_GUARDS}
+    providers = {s.plugin for s in discovered.specs(CapabilityKind.GUARD) if s.distribution == "guardchain-guards"}
     registry = Registry.discover(RegistrySettings(block=frozenset(providers)))
     request = CertifyRequest(baseline="tiny-gpt2", out=Path("never-written"))
     with pytest.raises(GuardchainError) as caught:
         certify(request, registry)
-    problem = next(p for p in caught.value.problems if p.path == "guards")
-    assert problem.code == "GC-PLUGIN-UNKNOWN" and "--no-guards" in (problem.hint or "")
-    assert "'invariants'" in problem.message
+    problem = next(p for p in caught.value.problems if p.path == "guards[0].guard")
+    assert problem.code in {"GC-PLUGIN-UNKNOWN", "GC-PLUGIN-UNAVAILABLE"} and "--no-guards" in (problem.hint or "")
+    assert "invariants" in problem.message
     assert not Path("never-written").exists()
+
+
+def test_a_guard_that_changes_weights_without_announcing_it_cannot_be_rolled_back_silently(tmp_path):
+    with pytest.raises(GuardchainError) as caught:
+        run(tmp_path, {"action": "sneak"}, {"action": "fail"})
+    assert "did not restore the weights bit for bit" in caught.value.problems[0].message
+    assert not (tmp_path / "cert").exists()  # the run created the folder, and a failed run leaves nothing

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from guardchain.certify.statistics import BootstrapSettings, paired_comparison
 from guardchain.core.errors import ErrorCode, GuardchainError
 from guardchain.core.results import MetricResult
-from guardchain.core.statistics import BootstrapSettings, paired_comparison
 
 
 def result(values, weights=None, ids=None, metric="ppl"):
@@ -132,7 +132,7 @@ def test_the_interval_is_scipys_paired_bca_to_rounding(seed):
     """The numpy BCa draws the same resamples and applies the same formulas as
     ``scipy.stats.bootstrap(paired=True, method="BCa")``: equal to 1e-12 relative on random weighted data."""
     stats = pytest.importorskip("scipy.stats")
-    from guardchain.core.statistics import bootstrap_interval
+    from guardchain.certify.statistics import bootstrap_interval
 
     rng = np.random.default_rng(seed)
     n = int(rng.integers(2, 250))

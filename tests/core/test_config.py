@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from guardchain.core.config import format_path, load_chain, read_chain_file, validate_chain
-from guardchain.core.errors import ErrorCode, GuardchainError
+from guardchain.core.config import load_chain, read_chain_file, validate_chain
+from guardchain.core.errors import ErrorCode, GuardchainError, format_path
 from guardchain.core.registry import Registry
 
 YAML_CHAIN = """

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from guardchain.certify.statistics import paired_comparison
 from guardchain.core.config import validate_chain
 from guardchain.core.registry import ENTRY_POINT_GROUP, Registry, RegistrySettings
 from guardchain.core.runner import ChainRunner
-from guardchain.core.statistics import paired_comparison
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "adapters" / "src" / "guardchain" / "adapters" / "assets" / "tiny-gpt2"

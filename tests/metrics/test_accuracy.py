@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from guardchain.certify.statistics import paired_comparison
 from guardchain.core.errors import GuardchainError
-from guardchain.core.statistics import paired_comparison
 from guardchain.core.windows import LabeledTexts
 from guardchain.metrics.accuracy import Accuracy
 from guardchain.metrics.config import AccuracyConfig

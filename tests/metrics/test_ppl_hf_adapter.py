@@ -11,10 +11,10 @@ import math
 import pytest
 import torch
 
+from guardchain.certify.statistics import paired_comparison
 from guardchain.core.context import RunContext
 from guardchain.core.errors import GuardchainError
 from guardchain.core.registry import Registry, RegistrySettings
-from guardchain.core.statistics import paired_comparison
 
 pytest.importorskip("guardchain.adapters", reason="guardchain-adapters is not installed")
 

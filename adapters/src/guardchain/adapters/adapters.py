@@ -7,7 +7,7 @@ their validated config (``GPT2Adapter(config)``). The work is done by one module
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -93,9 +93,9 @@ class HFAdapter:
         ``GC-HF-SITE-UNKNOWN`` with the valid forms, parts and block range."""
         return sites.resolve_site(self._model(handle), site, self.model_types)
 
-    def snapshot(self, handle: ModelHandle) -> weights.WeightSnapshot:
-        """Clones of every distinct parameter (tied ones once), on the model's device."""
-        return weights.snapshot(self._model(handle))
+    def snapshot(self, handle: ModelHandle, names: Collection[str] | None = None) -> weights.WeightSnapshot:
+        """Clones of the distinct parameters ``names`` (all when ``None``; tied ones once), on the model's device."""
+        return weights.snapshot(self._model(handle), names)
 
     def restore(self, handle: ModelHandle, snapshot: Any) -> None:
         """Copy a snapshot back in place, bit for bit (``GC-HF-SNAPSHOT-MISMATCH`` if it is not this model's)."""
@@ -356,9 +356,9 @@ class AutoAdapter:
         result: Sequence[SiteRef] = self._for(handle).resolve_sites(handle, site)
         return result
 
-    def snapshot(self, handle: ModelHandle) -> Any:
+    def snapshot(self, handle: ModelHandle, names: Collection[str] | None = None) -> Any:
         """The delegate's ``snapshot``."""
-        return self._for(handle).snapshot(handle)
+        return self._for(handle).snapshot(handle, names)
 
     def restore(self, handle: ModelHandle, snapshot: Any) -> None:
         """The delegate's ``restore``."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from collections.abc import Collection
 from typing import Any
 
 import torch
@@ -56,7 +57,7 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 @dataclass(frozen=True)
 class WeightSnapshot:
-    """Copies of every distinct parameter, by name (opaque to callers; pass it back to ``restore``).
+    """Copies of some distinct parameters, by name (opaque to callers; pass it back to ``restore``).
 
     :ivar tensors: parameter name -> a detached clone (same device, dtype and shape).
     """
@@ -69,20 +70,54 @@ class WeightSnapshot:
         return sum(t.numel() * t.element_size() for t in self.tensors.values())
 
 
-def snapshot(model: torch.nn.Module) -> WeightSnapshot:
-    """Clone every distinct parameter (tied ones once, so tying survives :func:`restore`)."""
+def snapshot(model: torch.nn.Module, names: Collection[str] | None = None) -> WeightSnapshot:
+    """Clone the distinct parameters ``names`` (all when ``None``); tied ones once, so tying survives
+    :func:`restore`.
+
+    A name may be any spelling torch reaches a parameter by (``lm_head.weight`` for GPT-2's tied ``wte``): it is
+    mapped to the distinct parameter it shares storage with.
+
+    :raises GuardchainError: ``GC-HF-SNAPSHOT-MISMATCH`` naming parameters the model does not have.
+    """
+    distinct = distinct_parameters(model)
+    if names is None:
+        chosen = distinct
+    else:
+        canonical = _canonical_names(model, distinct)
+        unknown = sorted(set(names) - set(canonical))
+        if unknown:
+            raise hf_error(
+                HFErrorCode.SNAPSHOT_MISMATCH,
+                f"cannot snapshot {len(unknown)} parameter(s) the model does not have: " + ", ".join(unknown[:5]),
+            )
+        wanted = {canonical[name] for name in names}
+        chosen = [(name, p) for name, p in distinct if name in wanted]
     with torch.no_grad():
-        return WeightSnapshot({name: p.detach().clone() for name, p in distinct_parameters(model)})
+        return WeightSnapshot({name: p.detach().clone() for name, p in chosen})
+
+
+def _canonical_names(model: torch.nn.Module, distinct: list[tuple[str, torch.nn.Parameter]]) -> dict[str, str]:
+    """Every name torch reaches a parameter by -> the name :func:`distinct_parameters` lists it under."""
+    by_storage = {
+        (p.data_ptr(), p.dtype, tuple(p.shape), tuple(p.stride())): name for name, p in distinct if p.data_ptr() != 0
+    }
+    by_object = {id(p): name for name, p in distinct}
+    out: dict[str, str] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        key = (param.data_ptr(), param.dtype, tuple(param.shape), tuple(param.stride()))
+        out[name] = by_object.get(id(param)) or by_storage.get(key, name)
+    return out
 
 
 def restore(model: torch.nn.Module, saved: Any) -> None:
     """Copy a :class:`WeightSnapshot` back into the model's parameters in place (``copy_`` under ``no_grad``).
 
-    The parameter objects are kept (so optimizers, hooks and tying keep working); the result is bit-identical to
-    the moment of the snapshot.
+    Only the parameters the snapshot holds are written; the others are left as they are. The parameter objects
+    are kept (so optimizers, hooks and tying keep working); each restored parameter is bit-identical to the moment
+    of the snapshot.
 
-    :raises GuardchainError: ``GC-HF-SNAPSHOT-MISMATCH`` if ``saved`` is not a snapshot of this model's current
-        parameters (different names, shapes or dtypes); nothing is changed then.
+    :raises GuardchainError: ``GC-HF-SNAPSHOT-MISMATCH`` if ``saved`` is not a snapshot of this model's
+        parameters (a name it lacks, another shape or dtype); nothing is changed then.
     """
     if not isinstance(saved, WeightSnapshot):
         raise hf_error(
@@ -90,7 +125,7 @@ def restore(model: torch.nn.Module, saved: Any) -> None:
             f"restore() expects the object snapshot() returned, got {type(saved).__name__}",
         )
     params = dict(distinct_parameters(model))
-    problems = sorted(set(params) ^ set(saved.tensors))
+    problems = sorted(set(saved.tensors) - set(params))
     problems += [
         name
         for name in sorted(set(params) & set(saved.tensors))
@@ -106,5 +141,5 @@ def restore(model: torch.nn.Module, saved: Any) -> None:
             hint="restore a snapshot taken from this model; an edit must modify parameters in place",
         )
     with torch.no_grad():
-        for name, param in params.items():
-            param.copy_(saved.tensors[name])
+        for name, tensor in saved.tensors.items():
+            params[name].copy_(tensor)

@@ -1,4 +1,7 @@
-"""Chain files: the kernel envelope, file parsing, and two-step validation with paths and stable codes.
+"""Chain files: the kernel envelope and two-step validation with paths and stable codes.
+
+Files are read and parsed, within size, depth and duplicate-key rules, by :mod:`guardchain.core.chainfile`
+(:func:`read_chain_file` is re-exported here).
 
 A chain file (YAML, TOML or JSON) looks like::
 
@@ -22,11 +25,8 @@ expected; never a traceback.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
-import re
-import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +35,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from guardchain.core.errors import ErrorCode, GuardchainError, Problem
+from guardchain.core.chainfile import CHAIN_FILE_SUFFIXES as CHAIN_FILE_SUFFIXES
+from guardchain.core.chainfile import read_chain_file as read_chain_file
+from guardchain.core.errors import ErrorCode, GuardchainError, Problem, problems_from_validation_error
 from guardchain.core.kinds import CapabilityKind
 
 if typing.TYPE_CHECKING:
@@ -47,7 +49,6 @@ STEP_KINDS: tuple[CapabilityKind, ...] = (
     CapabilityKind.METRIC,
     CapabilityKind.INTERVENTION,
 )
-CHAIN_FILE_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
 
 
 class _Envelope(BaseModel):
@@ -59,7 +60,9 @@ class ModelSection(_Envelope):
 
     ref: str = Field(min_length=1, description="Local directory, packaged model name, or hub id (opt-in network).")
     adapter: str | None = Field(
-        default=None, description="Registered adapter name; omitted = chosen by guardchain_resolve_adapter."
+        default=None,
+        min_length=1,
+        description="Registered adapter name; omitted = chosen by guardchain_resolve_adapter.",
     )
     config: dict[str, Any] = Field(default_factory=dict, description="The adapter's own configuration.")
 
@@ -79,10 +82,10 @@ class StepSection(_Envelope):
         pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$",
         description="Key of this step's result in the run record; defaults to '<index>-<name>'.",
     )
-    guard: str | None = Field(default=None, description="Registered guard name.")
-    edit: str | None = Field(default=None, description="Registered edit name.")
-    metric: str | None = Field(default=None, description="Registered metric name.")
-    intervention: str | None = Field(default=None, description="Registered intervention name.")
+    guard: str | None = Field(default=None, min_length=1, description="Registered guard name.")
+    edit: str | None = Field(default=None, min_length=1, description="Registered edit name.")
+    metric: str | None = Field(default=None, min_length=1, description="Registered metric name.")
+    intervention: str | None = Field(default=None, min_length=1, description="Registered intervention name.")
     sites: list[str] = Field(default_factory=list, description="Sites an intervention attaches to.")
     config: dict[str, Any] = Field(default_factory=dict, description="The capability's own configuration.")
 
@@ -167,174 +170,6 @@ class ValidatedChain:
     digest: str = field(default="")
 
 
-def read_chain_file(path: str | Path) -> dict[str, Any]:
-    """Parse a chain file by its extension.
-
-    :raises GuardchainError: ``GC-CONFIG-NOT-FOUND``, ``GC-CONFIG-FORMAT`` or ``GC-CONFIG-PARSE``.
-    """
-    file = Path(path)
-    suffix = file.suffix.lower()
-    if suffix not in CHAIN_FILE_SUFFIXES:
-        raise GuardchainError.single(
-            ErrorCode.CONFIG_FORMAT,
-            f"cannot tell the format of {str(file)!r}",
-            expected="a file ending in " + ", ".join(CHAIN_FILE_SUFFIXES),
-        )
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise GuardchainError.single(ErrorCode.CONFIG_NOT_FOUND, f"no such chain file: {str(file)!r}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GuardchainError.single(ErrorCode.CONFIG_NOT_FOUND, f"cannot read {str(file)!r}: {exc}") from exc
-    data: Any
-    try:
-        if suffix == ".json":
-            data = json.loads(text)
-        elif suffix == ".toml":
-            import tomllib
-
-            data = tomllib.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as exc:
-        raise GuardchainError.single(
-            ErrorCode.CONFIG_PARSE, f"{str(file)!r} is not valid {suffix.lstrip('.').upper()}: {_one_line(exc)}"
-        ) from exc
-    if not isinstance(data, dict):
-        raise GuardchainError.single(
-            ErrorCode.CONFIG_PARSE,
-            f"{str(file)!r} must hold a mapping at the top level, not {type(data).__name__}",
-        )
-    return data
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
-def format_path(loc: Sequence[int | str]) -> str:
-    """``("steps", 2, "config", "x")`` -> ``"steps[2].config.x"``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _join(prefix: str, loc: Sequence[int | str]) -> str:
-    rest = format_path(loc)
-    if not prefix:
-        return rest
-    if not rest:
-        return prefix
-    return prefix + rest if rest.startswith("[") else f"{prefix}.{rest}"
-
-
-_TYPE_ERRORS = re.compile(r"(_type|_parsing|_class)$")
-
-
-def _model_at(model: type[BaseModel] | None, loc: Sequence[int | str]) -> type[BaseModel] | None:
-    """The pydantic model that owns the last key of ``loc`` (for 'did you mean' and allowed keys)."""
-    current: Any = model
-    for part in loc:
-        if current is None:
-            return None
-        if isinstance(part, int):
-            continue
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return None
-        info = current.model_fields.get(part)
-        if info is None:
-            return None
-        current = _inner_model(info.annotation)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _inner_model(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    origin = typing.get_origin(annotation)
-    if origin in (list, tuple, set, frozenset, typing.Union, types.UnionType, dict):
-        for arg in typing.get_args(annotation):
-            found = _inner_model(arg)
-            if found is not None:
-                return found
-    return None
-
-
-def problems_from_validation_error(
-    exc: ValidationError, *, prefix: str = "", model: type[BaseModel] | None = None
-) -> list[Problem]:
-    """Turn pydantic errors into problems with file paths, stable codes and what was expected.
-
-    :param exc: the validation error.
-    :param prefix: path of the validated object inside the chain file (``steps[2].config``).
-    :param model: the model that was validated, used to list allowed keys and suggest near misses.
-    """
-    problems = []
-    for error in exc.errors(include_url=False):
-        loc = tuple(error["loc"])
-        kind = error["type"]
-        message = str(error["msg"])
-        if kind == "extra_forbidden":
-            key = str(loc[-1]) if loc else ""
-            owner = _model_at(model, loc[:-1])
-            allowed = sorted(owner.model_fields) if owner else []
-            close = difflib.get_close_matches(key, allowed, n=1)
-            problems.append(
-                Problem(
-                    ErrorCode.CONFIG_UNKNOWN_KEY,
-                    f"unknown key {key!r}",
-                    path=_join(prefix, loc),
-                    expected="one of: " + ", ".join(allowed) if allowed else "",
-                    hint=f"did you mean {close[0]!r}?" if close else "",
-                )
-            )
-        elif kind == "missing":
-            owner = _model_at(model, loc[:-1])
-            info = owner.model_fields.get(str(loc[-1])) if owner and loc else None
-            expected = ""
-            if info is not None:
-                expected = _describe_annotation(info.annotation)
-                if info.description:
-                    expected += f": {info.description}"
-            problems.append(
-                Problem(
-                    ErrorCode.CONFIG_MISSING,
-                    f"required key {str(loc[-1]) if loc else ''!r} is missing",
-                    path=_join(prefix, loc),
-                    expected=expected,
-                )
-            )
-        else:
-            code = ErrorCode.CONFIG_TYPE if _TYPE_ERRORS.search(kind) else ErrorCode.CONFIG_VALUE
-            got = error.get("input")
-            text = message
-            if text.startswith("Value error, "):
-                text = text[len("Value error, ") :]
-            expected = ""
-            if text.startswith("Input should be "):
-                expected, _, reason = text[len("Input should be ") :].partition(", ")
-                text = f"got {_short_repr(got)}" + (f" ({reason})" if reason else "")
-            problems.append(Problem(code, text, path=_join(prefix, loc), expected=expected))
-    return problems
-
-
-def _describe_annotation(annotation: Any) -> str:
-    if isinstance(annotation, type):
-        return annotation.__name__
-    return str(annotation).replace("typing.", "")
-
-
-def _short_repr(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def chain_digest(
     config: ChainConfig,
     step_configs: Sequence[BaseModel],
@@ -385,6 +220,9 @@ def validate_chain(raw: Mapping[str, Any], registry: Registry, *, source: Path |
     if isinstance(raw_data, Mapping):
         data_config = _validate_plugin_section(registry, raw_data, CapabilityKind.DATASET, "data", problems)
 
+    unvalidated = [f"steps[{i}]" for i, c in enumerate(step_configs) if c is None]
+    if unvalidated and not problems:  # every path above that returns None reports why; this keeps zip() honest
+        problems.append(Problem(ErrorCode.CONFIG_VALUE, "the step could not be validated", path=unvalidated[0]))
     if problems or envelope is None:
         raise GuardchainError(_dedupe(problems))
     configs = tuple(c for c in step_configs if c is not None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,13 @@ class RunContext:
     :ivar progress: where :meth:`report_progress` goes (the CLI draws bars from it); ``None`` when nobody listens.
     :ivar results: JSON-ready results of finished steps, keyed by step id.
     :ivar artifacts: files written by steps, as ``name -> path relative to out_dir``.
+    :ivar corrected: parameters guards said they changed (:meth:`will_change_weights`) during the current edit;
+        cleared when the edit's guards have finished. The invariants guard counts them in the edit's scope.
+    :ivar on_artifact: told each artifact name before its file is created (a certification records it as
+        guardchain's own in its output folder's manifest); ``None`` when nobody listens.
+    :ivar on_weights_change: set by the runner while guards gate an edit; called with the names a guard is about
+        to change, before the change, so that only those tensors are copied (for the rollback and for evaluating
+        the subject without corrections).
     """
 
     run_id: str
@@ -47,11 +54,34 @@ class RunContext:
     progress: Callable[[str, int, int], None] | None = None
     results: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
+    corrected: set[str] = field(default_factory=set)
+    on_artifact: Callable[[str], None] | None = None
+    on_weights_change: Callable[[tuple[str, ...]], None] | None = None
+
+    def will_change_weights(self, names: Iterable[str]) -> None:
+        """Announce that the caller is about to change these parameters of ``handle`` in place.
+
+        A guard that corrects the subject (rescales a matrix, scales a site) calls this *before* writing. The
+        runner copies just those tensors — their baseline values for the rollback, their edited values to
+        evaluate the subject without corrections — instead of holding a copy of the whole model. A change made
+        without this call is still caught: the rollback is verified bit for bit by digest and fails loudly.
+
+        :param names: parameter names as the adapter's :class:`~guardchain.core.handles.ModelStructure` (and
+            ``named_parameters()``) spell them.
+        """
+        fresh = tuple(sorted(set(names) - self.corrected))
+        if not fresh:
+            return
+        if self.on_weights_change is not None:
+            self.on_weights_change(fresh)
+        self.corrected.update(fresh)
 
     def artifact_path(self, name: str) -> Path:
         """Reserve ``out_dir / name`` for an artifact, record it, and return the path (parents created)."""
         if not name or Path(name).is_absolute() or ".." in Path(name).parts:
             raise ValueError(f"artifact name must be a relative path inside the run directory, got {name!r}")
+        if self.on_artifact is not None:
+            self.on_artifact(name)
         path = self.out_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
         self.artifacts[name] = name

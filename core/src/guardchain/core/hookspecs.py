@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from guardchain.core.config import ChainConfig, StepSection
     from guardchain.core.context import RunContext
     from guardchain.core.records import RunRecord, StepRecord
-    from guardchain.core.registry import Registrar
+    from guardchain.core.specs import Registrar
+    from guardchain.core.views import ResultView
 
 # ---------------------------------------------------------------------------------------------------------------
 # Registration: called once per registry, while the plugin is being loaded.
@@ -166,6 +167,30 @@ def guardchain_resolve_adapter(model_ref: str, hints: dict[str, Any]) -> str | N
     :returns: the registered name of an adapter that can load ``model_ref``, or ``None`` for "not mine".
     :raises: anything raised is recorded as ``GC-HOOK-FAILED`` and the next implementation is asked; the
         recorded failure stops a chain only when no implementation answers.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def guardchain_render_result(
+    kind: str, name: str, distribution: str | None, result: dict[str, Any]
+) -> ResultView | None:
+    """Describe how to show one step's result in the HTML report (``guardchain report``).
+
+    Called by the report once per step of a run (and per guard report, metric gate and metric of a certificate),
+    first on the plugin that registered the capability, then on the others, until one answers: a plugin may
+    render its own capabilities and, when it knows how, another's. A step nobody renders gets a generic view.
+
+    :param kind: the capability's kind (``"metric"``, ``"guard"``, ``"edit"``, ``"intervention"``).
+    :param name: its registered name (bare).
+    :param distribution: the distribution that registered it, to tell same-named capabilities apart.
+    :param result: the step's JSON result as the run record (or certificate) holds it: a metric's
+        ``MetricResult``, a guard's ``GuardReport``, an edit step's plan, report and guard reports.
+    :returns: a :class:`~guardchain.core.views.ResultView` (title, summary, text, tables and declarative charts:
+        the report draws them), or ``None`` for "not mine".
+    :raises: anything raised is recorded as ``GC-HOOK-FAILED``, the next implementation is asked, and the report
+        says the renderer failed next to the generic view.
 
     .. versionadded:: 0.1
     """

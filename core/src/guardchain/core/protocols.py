@@ -10,7 +10,7 @@ Framework objects (tensors, modules, tokenizers, batches) are typed ``Any``: the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 from guardchain.core.context import RunContext
@@ -37,16 +37,21 @@ class Adapter(Protocol):
         """Expand a site string (``blocks[*].mlp.output``) to concrete sites; unknown sites raise."""
         ...
 
-    def snapshot(self, handle: ModelHandle) -> Any:
-        """An opaque copy of every parameter, sufficient for a bit-identical :meth:`restore`."""
+    def snapshot(self, handle: ModelHandle, names: Collection[str] | None) -> Any:
+        """An opaque copy of the parameters ``names`` (every parameter when ``None``), enough for a bit-identical
+        :meth:`restore` of exactly those; an unknown name raises. Copy only what is asked: the runner snapshots
+        an edit's targets, not the whole model."""
         ...
 
     def restore(self, handle: ModelHandle, snapshot: Any) -> None:
-        """Put back the parameters captured by :meth:`snapshot`, bit for bit."""
+        """Put back the parameters captured by :meth:`snapshot`, bit for bit; the others are left as they are."""
         ...
 
     def weights_digest(self, handle: ModelHandle) -> str:
-        """SHA-256 hex digest over every parameter's name, dtype, shape and bytes, in name order."""
+        """SHA-256 hex digest over every parameter's name, dtype, shape and bytes, in name order.
+
+        Called several times per run (before an edit, after it, after a rollback): an adapter should hash only
+        the parameters that changed since its last call (e.g. by caching per-parameter digests)."""
         ...
 
 

@@ -15,7 +15,9 @@ stable code, and never stops the others from loading:
 6. registration hooks, called one implementation at a time into staging registrars; specs are committed only if
    every registration hook of the plugin returned cleanly (``GC-PLUGIN-REGISTER`` / ``GC-SPEC-INVALID``);
 7. name conflicts across distributions -> both plugins ``conflict`` (``GC-PLUGIN-CONFLICT``, naming both); each
-   capability stays reachable as ``distribution:name``.
+   capability stays reachable as ``distribution:name``;
+8. heavy imports: a registration module (or its registration hooks) that imported torch or transformers keeps
+   working but carries a ``GC-PLUGIN-HEAVY-IMPORT`` warning, which ``plugins check`` reports (exit 1).
 
 Pluggy's ``load_setuptools_entrypoints`` (aborts on the first failing import) and fan-out hook calls (one raising
 implementation hides the rest) are deliberately not used.
@@ -25,8 +27,11 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import json
 import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,24 +41,33 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from guardchain.core import hookspecs
-from guardchain.core.errors import ErrorCode, GuardchainError, Problem, describe_exception
+from guardchain.core import PLUGIN_API_VERSION, hookspecs
+from guardchain.core.errors import (
+    ErrorCode,
+    GuardchainError,
+    Problem,
+    describe_exception,
+    problems_from_validation_error,
+    traceback_text,
+)
 from guardchain.core.kinds import CapabilityKind
 from guardchain.core.logs import get_logger
 from guardchain.core.markers import PROJECT_NAME
-from guardchain.core.specs import CapabilitySpec, Factory, check_spec
+from guardchain.core.specs import CapabilitySpec, Registrar
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
 ENTRY_POINT_GROUP = "guardchain.plugins"
-PLUGIN_API_VERSION = 1
-SUPPORTED_PLUGIN_APIS = frozenset({1})
+SUPPORTED_PLUGIN_APIS = frozenset({PLUGIN_API_VERSION})
 API_ATTRIBUTE = "GUARDCHAIN_PLUGIN_API"
 
 ENV_ALLOW = "GUARDCHAIN_PLUGINS"
 ENV_BLOCK = "GUARDCHAIN_DISABLE_PLUGINS"
 ENV_TRACE = "GUARDCHAIN_TRACE_PLUGINS"
+
+#: Modules a registration module must not import (they make every ``guardchain`` invocation take seconds).
+HEAVY_MODULES: tuple[str, ...] = ("torch", "transformers")
 
 REGISTRATION_HOOKS: dict[str, CapabilityKind] = {f"guardchain_register_{k.plural}": k for k in CapabilityKind}
 _ENTRY_POINT_VALUE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*(:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*)?$")
@@ -84,6 +98,11 @@ class PluginRecord:
     :ivar hooks: names of the hooks it implements (sorted).
     :ivar provides: kind -> registered capability names.
     :ivar problems: every problem met while loading or calling it, first one decisive.
+    :ivar warnings: problems that leave the plugin working (``GC-PLUGIN-HEAVY-IMPORT``); ``plugins check``
+        reports them.
+    :ivar heavy_unchecked: a heavy module (:data:`HEAVY_MODULES`) was already imported when this plugin's
+        registration module was, so whether it imports one too cannot be seen in this process
+        (:meth:`Registry.probe_heavy_imports` checks it in a fresh one).
     :ivar load_ms: wall time of import plus registration, in milliseconds.
     """
 
@@ -95,6 +114,8 @@ class PluginRecord:
     hooks: list[str] = field(default_factory=list)
     provides: dict[str, list[str]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    heavy_unchecked: bool = False
     load_ms: float = 0.0
     api_version: int | None = None
 
@@ -125,6 +146,8 @@ class PluginRecord:
             first = self.problems[0]
             row["error"] = {"code": str(first.code), "message": first.message, **dict(first.details)}
             row["problems"] = [p.to_dict() for p in self.problems]
+        if self.warnings:
+            row["warnings"] = [p.to_dict() for p in self.warnings]
         return row
 
 
@@ -167,58 +190,6 @@ class RegistrySettings:
 
 def _split_names(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
-
-
-class Registrar:
-    """Collects the capability specs one plugin registers for one kind.
-
-    Passed to ``guardchain_register_<kind>s(registrar)``; the registry commits what it collected only when all of
-    the plugin's registration hooks return cleanly.
-    """
-
-    def __init__(self, kind: CapabilityKind, record: PluginRecord) -> None:
-        self.kind = kind
-        self._record = record
-        self.specs: list[CapabilitySpec] = []
-
-    def register(
-        self,
-        name: str,
-        *,
-        summary: str,
-        config_model: type[BaseModel] | str,
-        factory: str | Factory,
-        docs: str = "",
-    ) -> None:
-        """Record one capability.
-
-        :param name: registered name: lowercase letters, digits and underscores; unique per kind.
-        :param summary: one line, at most 120 characters, shown by ``plugins list``.
-        :param config_model: pydantic model (``extra="forbid"``) validating the step's ``config`` mapping, or a
-            ``"module:Class"`` reference to it (preferred: listing plugins then builds no pydantic model).
-        :param factory: ``"module:attr"`` (preferred: imported only when used) or a callable taking the validated
-            config and returning the capability object.
-        :param docs: longer markdown documentation, shown by ``plugins show``.
-        :raises GuardchainError: ``GC-SPEC-INVALID`` / ``GC-CAPABILITY-INVALID`` if the spec is invalid, or the
-            name was already registered by this plugin for this kind.
-        """
-        spec = CapabilitySpec(
-            kind=self.kind,
-            name=name,
-            summary=summary,
-            config_model_ref=config_model,
-            factory=factory,
-            docs=docs,
-            plugin=self._record.name,
-            distribution=self._record.distribution,
-            version=self._record.version,
-        )
-        problems = check_spec(spec)
-        if any(s.name == name for s in self.specs):
-            problems.append(Problem(ErrorCode.SPEC_INVALID, f"{self.kind} {name!r} registered twice"))
-        if problems:
-            raise GuardchainError(problems)
-        self.specs.append(spec)
 
 
 @dataclass(frozen=True)
@@ -305,6 +276,7 @@ class Registry:
             )
             return record
         module_name, _, attr_path = ep.value.strip().partition(":")
+        heavy_before = {m for m in HEAVY_MODULES if m in sys.modules}
         try:
             obj: Any = importlib.import_module(module_name)
         except ImportError as exc:
@@ -322,7 +294,7 @@ class Registry:
                     details={"type": type(exc).__name__, "missing_module": missing},
                 ),
             )
-            _log.debug("plugin.load_failed", plugin=record.name, exc_info=True)
+            _log.debug("plugin.load_failed", plugin=record.name, traceback=traceback_text(exc))
             return record
         except (Exception, SystemExit) as exc:
             record.fail(
@@ -333,7 +305,7 @@ class Registry:
                     details={"type": type(exc).__name__},
                 ),
             )
-            _log.debug("plugin.load_failed", plugin=record.name, exc_info=True)
+            _log.debug("plugin.load_failed", plugin=record.name, traceback=traceback_text(exc))
             return record
         for part in attr_path.split(".") if attr_path else ():
             if not hasattr(obj, part):
@@ -347,7 +319,49 @@ class Registry:
                 return record
             obj = getattr(obj, part)
         self._register_object(record, obj, started)
+        self._note_heavy_imports(record, heavy_before)
         return record
+
+    @staticmethod
+    def _note_heavy_imports(record: PluginRecord, heavy_before: set[str]) -> None:
+        """Warn (``GC-PLUGIN-HEAVY-IMPORT``) when loading ``record`` imported a module of :data:`HEAVY_MODULES`."""
+        record.heavy_unchecked = bool(heavy_before)
+        imported = [m for m in HEAVY_MODULES if m in sys.modules and m not in heavy_before]
+        if imported:
+            record.warnings.append(heavy_import_problem(record.name, record.entry_point, imported))
+
+    def probe_heavy_imports(self, record: PluginRecord) -> list[Problem]:
+        """Load only ``record``'s entry point in a fresh interpreter and return its heavy-import warnings.
+
+        The in-process check of :meth:`add_entry_point` cannot see a plugin import torch once another plugin
+        already has; this one can. It costs one interpreter start (a fraction of a second).
+        """
+        code = (
+            "import json, sys\n"
+            "from guardchain.core.registry import Registry, RegistrySettings\n"
+            f"registry = Registry.discover(RegistrySettings(allow=frozenset({{{record.name!r}}})))\n"
+            f"record = registry.plugin({record.name!r})\n"
+            "print(json.dumps([p.to_dict() for p in (record.warnings if record else [])]))\n"
+        )
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True
+            )
+            rows = json.loads(done.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
+            return [
+                Problem(
+                    ErrorCode.PLUGIN_HEAVY_IMPORT,
+                    f"could not check in a fresh interpreter what plugin {record.name!r} imports: "
+                    f"{describe_exception(exc)}",
+                    details={"plugin": record.name},
+                )
+            ]
+        return [
+            Problem(row["code"], row["message"], row["path"], row["expected"], row["hint"], row["details"])
+            for row in rows
+        ]
 
     def add_plugin(
         self,
@@ -547,20 +561,27 @@ class Registry:
             impls = [impl for impl in impls if impl.plugin_name == plugin_name]
         return impls
 
-    def _call_impl(self, hook_name: str, impl: pluggy.HookImpl, kwargs: Mapping[str, Any]) -> Exception | None:
-        """Call one implementation in isolation; return what it raised, if anything."""
+    def _invoke(self, hook_name: str, impl: pluggy.HookImpl, kwargs: Mapping[str, Any]) -> tuple[Any, Exception | None]:
+        """Call one implementation in isolation, traced when tracing is on: ``(its answer, what it raised)``.
+
+        Every hook call of the kernel goes through here, so ``GUARDCHAIN_TRACE_PLUGINS=1`` logs each one.
+        """
         args = {name: kwargs[name] for name in impl.argnames if name in kwargs}
         if self.settings.trace:
             _log.info("hook.call", hook=hook_name, plugin=impl.plugin_name)
         started = time.perf_counter()
         try:
-            impl.function(**args)
+            answer = impl.function(**args)
         except Exception as exc:
             self._trace_result(hook_name, impl, started, error=describe_exception(exc))
-            _log.debug("hook.failed", hook=hook_name, plugin=impl.plugin_name, exc_info=True)
-            return exc
+            _log.debug("hook.failed", hook=hook_name, plugin=impl.plugin_name, traceback=traceback_text(exc))
+            return None, exc
         self._trace_result(hook_name, impl, started)
-        return None
+        return answer, None
+
+    def _call_impl(self, hook_name: str, impl: pluggy.HookImpl, kwargs: Mapping[str, Any]) -> Exception | None:
+        """Call one implementation in isolation; return what it raised, if anything."""
+        return self._invoke(hook_name, impl, kwargs)[1]
 
     def _trace_result(self, hook: str, impl: pluggy.HookImpl, started: float, error: str | None = None) -> None:
         if self.settings.trace:
@@ -590,26 +611,77 @@ class Registry:
     ) -> tuple[str | None, list[Problem]]:
         """Ask ``guardchain_resolve_adapter`` implementations in order; the first non-None answer wins.
 
-        :returns: the adapter name (or ``None``) and a problem per implementation that raised.
+        An implementation may also *refuse* a reference it recognises but that cannot be used as it stands (a hub
+        id while the network is off, a checkpoint whose ``config.json`` is broken) by raising a
+        :class:`GuardchainError`: its problems are returned as they are (their own codes, with
+        ``details["plugin"]`` and ``details["refused"] = True``) and the other implementations are still asked.
+
+        :returns: the adapter name (or ``None``) and the problems: refusals, and ``GC-HOOK-FAILED`` for each
+            implementation that raised anything else.
         """
         problems: list[Problem] = []
         frozen_hints = dict(hints or {})
         for impl in self._impls_of("guardchain_resolve_adapter"):
-            args = {"model_ref": model_ref, "hints": dict(frozen_hints)}
-            call_args = {name: args[name] for name in impl.argnames if name in args}
-            try:
-                answer = impl.function(**call_args)
-            except Exception as exc:
+            answer, failure = self._invoke(
+                "guardchain_resolve_adapter", impl, {"model_ref": model_ref, "hints": dict(frozen_hints)}
+            )
+            if isinstance(failure, GuardchainError):
+                problems.extend(
+                    Problem(
+                        p.code,
+                        p.message,
+                        p.path,
+                        p.expected,
+                        p.hint,
+                        {**p.details, "plugin": impl.plugin_name, "refused": True},
+                    )
+                    for p in failure.problems
+                )
+                continue
+            if failure is not None:
                 problems.append(
                     Problem(
                         ErrorCode.HOOK_FAILED,
-                        f"guardchain_resolve_adapter of plugin {impl.plugin_name!r} raised: {describe_exception(exc)}",
+                        f"guardchain_resolve_adapter of plugin {impl.plugin_name!r} raised: "
+                        f"{describe_exception(failure)}",
                         details={"plugin": impl.plugin_name},
                     )
                 )
                 continue
             if answer is not None:
                 return str(answer), problems
+        return None, problems
+
+    def render_result(
+        self, kind: str, name: str, plugin: str | None, distribution: str | None, result: Mapping[str, Any]
+    ) -> tuple[Any, list[Problem]]:
+        """Ask ``guardchain_render_result``: the capability's own plugin first, then every other, until one answers.
+
+        :returns: the :class:`~guardchain.core.views.ResultView` (or ``None`` when nobody renders it) and a
+            ``GC-HOOK-FAILED`` problem per implementation that raised or answered something else.
+        """
+        from guardchain.core.views import ResultView  # pydantic loads only when a report is drawn
+
+        hook = "guardchain_render_result"
+        impls = self._impls_of(hook)
+        impls = [i for i in impls if i.plugin_name == plugin] + [i for i in impls if i.plugin_name != plugin]
+        problems: list[Problem] = []
+        kwargs = {"kind": kind, "name": name, "distribution": distribution, "result": dict(result)}
+        for impl in impls:
+            answer, failure = self._invoke(hook, impl, kwargs)
+            if failure is None and answer is not None and not isinstance(answer, ResultView):
+                failure = TypeError(f"returned {type(answer).__name__}, not a ResultView")
+            if failure is not None:
+                problems.append(
+                    Problem(
+                        ErrorCode.HOOK_FAILED,
+                        f"{hook} of plugin {impl.plugin_name!r} failed: {describe_exception(failure)}",
+                        details={"plugin": impl.plugin_name, "hook": hook},
+                    )
+                )
+                continue
+            if answer is not None:
+                return answer, problems
         return None, problems
 
     def register_commands(self, make_group: Callable[[], Any]) -> list[tuple[str, Any, list[Problem]]]:
@@ -686,6 +758,8 @@ class Registry:
                     f"{kind} {name!r} is ambiguous: registered by "
                     + ", ".join(s.distribution or s.plugin for s in candidates),
                     expected="one of " + ", ".join(repr(s.qualified_name) for s in candidates),
+                    hint=f"name it as distribution:name (e.g. {candidates[0].qualified_name!r}) in the chain file or "
+                    f"preset, or block one plugin with --disable-plugin NAME",
                 )
         raise GuardchainError(self.unknown_problem(kind, name))
 
@@ -726,9 +800,9 @@ class Registry:
         model = spec.config_model  # may raise GC-PLUGIN-UNAVAILABLE / GC-SPEC-INVALID for a lazy reference
         if isinstance(raw, model):
             return raw
-        from pydantic import ValidationError
-
-        from guardchain.core.config import problems_from_validation_error
+        from pydantic import (
+            ValidationError,  # pydantic loads only when a config is validated (listing plugins never does)
+        )
 
         try:
             return model.model_validate(dict(raw) if isinstance(raw, Mapping) else raw)
@@ -761,7 +835,9 @@ class Registry:
                 path=path,
                 cause=exc,
             ) from exc
-        from guardchain.core.capabilities import validate_capability
+        from guardchain.core.capabilities import (
+            validate_capability,  # the protocols import pydantic results: listing plugins never needs them
+        )
 
         problems = validate_capability(kind, instance, label=f"{kind} {spec.name!r} ({spec.qualified_name})")
         if problems:
@@ -775,9 +851,11 @@ class Registry:
             factory = spec.load_factory()
         except GuardchainError as exc:
             return exc.problems
-        import inspect
+        import inspect  # only when a spec is loaded
 
-        from guardchain.core.capabilities import validate_capability
+        from guardchain.core.capabilities import (
+            validate_capability,  # the protocols import pydantic results: listing plugins never needs them
+        )
 
         if inspect.isclass(factory):
             return validate_capability(spec.kind, factory, label=f"{spec.kind} {spec.name!r}")
@@ -793,3 +871,15 @@ def _hook_names() -> list[str]:
 
 def _dist_name(ep: EntryPoint) -> str | None:
     return ep.dist.name if ep.dist is not None else None
+
+
+def heavy_import_problem(plugin: str, entry_point: str, modules: list[str]) -> Problem:
+    """The ``GC-PLUGIN-HEAVY-IMPORT`` warning for a plugin whose loading imported ``modules``."""
+    return Problem(
+        ErrorCode.PLUGIN_HEAVY_IMPORT,
+        f"loading plugin {plugin!r} ({entry_point}) imported {', '.join(modules)}, which slows down every "
+        "guardchain command",
+        hint="import heavy modules inside the capability's implementation, and register factories and config "
+        "models as 'module:attr' strings",
+        details={"plugin": plugin, "modules": list(modules)},
+    )

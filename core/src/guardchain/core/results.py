@@ -132,6 +132,27 @@ class GuardReport(_Result):
         return self
 
 
+class MetricVerdict(_Result):
+    """A metric's own judgement of the model it measured (the FA diagnostics' ``trustworthy`` or ``needs walk-back``).
+
+    A certification may gate on it: the gate passes when ``passed`` is true for the subject.
+
+    :ivar passed: true when the metric found nothing wrong.
+    :ivar label: the verdict as the metric words it (``"trustworthy"``, ``"needs walk-back: <reasons>"``).
+    :ivar reasons: each reason the verdict failed, in the metric's order; empty when it passed.
+    """
+
+    passed: bool
+    label: str = Field(min_length=1)
+    reasons: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _reasons_only_when_failed(self) -> MetricVerdict:
+        if self.passed and self.reasons:
+            raise ValueError("a passing verdict gives no reasons")
+        return self
+
+
 class MetricResult(_Result):
     """A metric's value, its uncertainty, and the per-unit values that pairing needs.
 
@@ -142,6 +163,7 @@ class MetricResult(_Result):
     :ivar unit_ids: stable identifiers of the evaluation units (e.g. window ids), the pairing key.
     :ivar per_unit: the metric's value per unit, aligned with ``unit_ids``.
     :ivar unit_weights: weight per unit (e.g. token counts) for weighted aggregates, aligned with ``unit_ids``.
+    :ivar verdict: the metric's own pass/fail judgement, when it makes one (``None`` for plain measurements).
     """
 
     metric: str
@@ -151,6 +173,7 @@ class MetricResult(_Result):
     unit_ids: tuple[str, ...] = ()
     per_unit: tuple[float, ...] = ()
     unit_weights: tuple[float, ...] = ()
+    verdict: MetricVerdict | None = None
     details: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

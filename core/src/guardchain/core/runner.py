@@ -38,14 +38,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from guardchain.core import __version__, conformance
 from guardchain.core.config import ValidatedChain
 from guardchain.core.context import RunContext
-from guardchain.core.errors import ErrorCode, GuardchainError, Problem, describe_exception
+from guardchain.core.errors import ErrorCode, GuardchainError, Problem, describe_exception, traceback_text
+from guardchain.core.guarded_edit import Participant, apply_guarded_edit
 from guardchain.core.kinds import CapabilityKind
 from guardchain.core.logs import get_logger
 from guardchain.core.records import CapabilityRef, ProblemRecord, RunRecord, StepRecord
 from guardchain.core.registry import CreatedCapability, Registry
-from guardchain.core.results import EditPlan, EditReport, GuardMode, GuardReport, GuardStatus, MetricResult
+from guardchain.core.results import MetricResult
 
 _log = get_logger("guardchain.runner")
 
@@ -76,8 +78,11 @@ class ChainRunner:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
 
-    def prepare(self, chain: ValidatedChain) -> PreparedChain:
+    def prepare(self, chain: ValidatedChain, *, edit_supplied: bool = False) -> PreparedChain:
         """Resolve and create every capability the chain uses; report every problem at once.
+
+        :param edit_supplied: the caller applies the change the guards gate itself (a certification comparing a
+            second checkpoint), so guards need not be followed by an edit step.
 
         :raises GuardchainError: ``GC-PLUGIN-UNKNOWN`` / ``GC-PLUGIN-UNAVAILABLE`` (with the original cause),
             ``GC-ADAPTER-UNRESOLVED``, ``GC-STEP-ORDER``, config problems, ``GC-CAPABILITY-INVALID``.
@@ -95,7 +100,7 @@ class ChainRunner:
             )
         last_edit = max((i for i, s in enumerate(config.steps) if s.kind == CapabilityKind.EDIT), default=-1)
         for index, step in enumerate(config.steps):
-            if step.kind == CapabilityKind.GUARD and index > last_edit:
+            if step.kind == CapabilityKind.GUARD and index > last_edit and not edit_supplied:
                 problems.append(
                     Problem(
                         ErrorCode.STEP_ORDER,
@@ -108,23 +113,26 @@ class ChainRunner:
         adapter = None
         if config.model is not None:
             name = config.model.adapter
+            hints = {"is_local_dir": Path(config.model.ref).is_dir()}
             if name is None:
-                name, hook_problems = self.registry.resolve_adapter(
-                    config.model.ref, {"is_local_dir": Path(config.model.ref).is_dir()}
-                )
+                name, hook_problems = self.registry.resolve_adapter(config.model.ref, hints)
                 if name is None:
-                    problems.extend(hook_problems)
-                    problems.append(
-                        Problem(
-                            ErrorCode.ADAPTER_UNRESOLVED,
-                            f"no adapter claims the model reference {config.model.ref!r}",
-                            path="model.adapter",
-                            expected="an adapter name: "
-                            + (", ".join(self.registry.names(CapabilityKind.ADAPTER)) or "(none registered)"),
+                    problems.extend(_at(p, "model.ref") if p.details.get("refused") else p for p in hook_problems)
+                    if not any(p.details.get("refused") for p in hook_problems):
+                        problems.append(
+                            Problem(
+                                ErrorCode.ADAPTER_UNRESOLVED,
+                                f"no adapter claims the model reference {config.model.ref!r}",
+                                path="model.adapter",
+                                expected="an adapter name: "
+                                + (", ".join(self.registry.names(CapabilityKind.ADAPTER)) or "(none registered)"),
+                            )
                         )
-                    )
                 for problem in hook_problems if name is not None else ():
-                    _log.warning("hook.failed", code=str(problem.code), message=problem.message)
+                    if not problem.details.get("refused"):  # a refusal by one plugin while another claimed it
+                        _log.warning("hook.failed", code=str(problem.code), message=problem.message)
+            else:
+                problems.extend(self._owner_refusals(name, config.model.ref, hints))
             if name is not None:
                 raw = chain.model_config if chain.model_config is not None else config.model.config
                 adapter = self._create(CapabilityKind.ADAPTER, name, raw, "model", problems)
@@ -140,6 +148,18 @@ class ChainRunner:
         if problems:
             raise GuardchainError(problems)
         return PreparedChain(chain=chain, adapter=adapter, dataset=dataset, steps=tuple(steps))
+
+    def _owner_refusals(self, adapter: str, ref: str, hints: dict[str, Any]) -> list[Problem]:
+        """What the plugin of the named ``adapter`` says against ``ref`` in ``guardchain_resolve_adapter`` (a hub
+        id while the network is off, a broken checkpoint): found before the run instead of when loading."""
+        try:
+            owner = self.registry.get_spec(CapabilityKind.ADAPTER, adapter).plugin
+        except GuardchainError:
+            return []  # _create reports the unknown or ambiguous adapter
+        _, hook_problems = self.registry.resolve_adapter(ref, hints)
+        return [
+            _at(p, "model.ref") for p in hook_problems if p.details.get("refused") and p.details.get("plugin") == owner
+        ]
 
     def _create(
         self, kind: CapabilityKind, name: str, config: Any, path: str, problems: list[Problem]
@@ -175,6 +195,7 @@ class ChainRunner:
         config = chain.config
         run_id = run_id or uuid.uuid4().hex
         out_dir = out_dir or Path(config.output.dir) / f"{config.name}-{run_id[:8]}"
+        ensure_writable_dir(out_dir)  # before any model loads: a run whose record cannot be written never starts
         context = RunContext(run_id=run_id, seed=config.seed, out_dir=out_dir, registry=self.registry)
         log = _log.bind(run_id=run_id, chain=config.name)
         started_at = _now()
@@ -188,13 +209,21 @@ class ChainRunner:
 
         problems += self.registry.call_observers("guardchain_chain_started", chain=config, context=context)
         log.info("chain.started", steps=len(config.steps), seed=config.seed)
-        _seed_everything(config.seed)
+        seed_everything(config.seed)
         try:
             if prepared.adapter is not None and config.model is not None:
                 adapter = prepared.adapter.instance
+                adapter_spec = prepared.adapter.spec
                 ref = config.model.ref
                 context.adapter = adapter
-                context.handle = _guarded("model", "load the model", lambda: adapter.load(ref, context))
+                context.handle = _guarded(
+                    "model", f"{adapter_spec.label} failed to load {ref!r}", lambda: adapter.load(ref, context)
+                )
+                _conform(
+                    conformance.handle_problems(
+                        context.handle, ref, adapter_spec.accepted_names, adapter_spec.label, "model"
+                    )
+                )
                 model_info = {
                     "ref": ref,
                     "adapter": _ref(prepared.adapter).model_dump(),
@@ -202,11 +231,13 @@ class ChainRunner:
                 }
             if prepared.dataset is not None:
                 dataset = prepared.dataset.instance
-                context.data = _guarded("data", "load the data", lambda: dataset.load(context))
-                data_info = {
-                    "dataset": _ref(prepared.dataset).model_dump(),
-                    "fingerprint": _guarded("data", "fingerprint the data", dataset.fingerprint),
-                }
+                data_label = prepared.dataset.spec.label
+                context.data = _guarded("data", f"{data_label} failed to load the data", lambda: dataset.load(context))
+                if context.data is None:
+                    _conform([Problem(ErrorCode.CAPABILITY_RESULT, f"{data_label} loaded nothing (None)", "data")])
+                fingerprint = _guarded("data", f"{data_label} failed to fingerprint the data", dataset.fingerprint)
+                _conform(conformance.digest_problems(fingerprint, data_label, "fingerprint", "data"))
+                data_info = {"dataset": _ref(prepared.dataset).model_dump(), "fingerprint": fingerprint}
             active_guards: list[CreatedCapability] = []
             for index, (step, created) in enumerate(zip(config.steps, prepared.steps, strict=True)):
                 step_id = config.step_id(index)
@@ -218,6 +249,7 @@ class ChainRunner:
                 result: dict[str, Any] | None = None
                 rolled_back = False
                 error: Problem | None = None
+                label, where = created.spec.label, f"steps[{index}]"
                 try:
                     if step.kind == CapabilityKind.GUARD:
                         created.instance.prepare(context.handle, context)
@@ -231,25 +263,20 @@ class ChainRunner:
                     elif step.kind == CapabilityKind.METRIC:
                         metric_result = created.instance.compute(context.handle, context.data, context)
                         _expect(metric_result, MetricResult, index, "compute")
+                        names = created.spec.accepted_names
+                        _conform(conformance.metric_result_problems(metric_result, names, label, where))
                         result = metric_result.model_dump(mode="json")
                     else:
                         detachable = created.instance.attach(context.handle, tuple(step.sites), context)
-                        if not callable(getattr(detachable, "remove", None)):
-                            raise _StepFailed(
-                                Problem(
-                                    ErrorCode.STEP_FAILED,
-                                    f"attach returned {type(detachable).__name__}, which has no remove()",
-                                    path=f"steps[{index}]",
-                                )
-                            )
+                        _conform(conformance.detachable_problems(detachable, label, where))
                         detachables.append((index, detachable))
                         result = {"attached": list(step.sites)}
                 except _StepFailed as exc:
                     error = exc.problem
                     rolled_back = bool(exc.problem.details.get("rolled_back", False))
                 except Exception as exc:
-                    error = _failure(exc, f"{step.kind} {created.spec.name!r} raised", f"steps[{index}]")
-                    log.error("step.failed", index=index, exc_info=True)
+                    error = _failure(exc, f"{label} failed in {_METHODS[step.kind]}", where)
+                    _log_failure(log, index, error, exc)
                 context.results[step_id] = result
                 step_record = StepRecord(
                     index=index,
@@ -319,73 +346,72 @@ class ChainRunner:
     def _run_edit(
         self, created: CreatedCapability, guards: list[CreatedCapability], context: RunContext, index: int
     ) -> tuple[dict[str, Any], bool]:
-        adapter = context.adapter
-        handle = context.handle
-        digest_before = adapter.weights_digest(handle)
-        snapshot = adapter.snapshot(handle)
-        edit = created.instance
+        """The edit under the active guards (:func:`~guardchain.core.guarded_edit.apply_guarded_edit`), rolled back
+        when a gate-mode guard failed."""
+        where = f"steps[{index}]"
         try:
-            plan = edit.plan(handle, adapter.describe(handle))
-            _expect(plan, EditPlan, index, "plan")
-            context.edit_plan = plan
-            report = edit.apply(handle, plan)
-            _expect(report, EditReport, index, "apply")
-            for guard in guards:
-                guard.instance.after_edit(handle, context)
-            reports = []
-            for guard in guards:
-                guard_report = guard.instance.finalize(context)
-                _expect(guard_report, GuardReport, index, f"finalize of guard {guard.spec.name!r}")
-                reports.append(guard_report)
-        except Exception as exc:
-            context.edit_plan = None
-            self._restore(adapter, handle, snapshot, digest_before, index)
-            problem = exc.problem if isinstance(exc, _StepFailed) else None
-            message = problem.message if problem else describe_exception(exc)
-            raise _StepFailed(
-                Problem(
-                    ErrorCode.STEP_FAILED,
-                    f"edit {created.spec.name!r} failed and was rolled back: {message}",
-                    path=f"steps[{index}]",
-                    details={"rolled_back": True},
-                ),
-                exc,
-            ) from exc
-        context.edit_plan = None
-        failing = [r.guard for r in reports if r.mode == GuardMode.GATE and r.status == GuardStatus.FAIL]
-        rolled_back = bool(failing)
-        if rolled_back:
-            self._restore(adapter, handle, snapshot, digest_before, index)
-        result = {
-            "plan": plan.model_dump(mode="json"),
-            "report": report.model_dump(mode="json"),
-            "guards": [r.model_dump(mode="json") for r in reports],
-            "failed_guards": failing,
-            "weights_digest_before": digest_before,
-            "weights_digest_after": adapter.weights_digest(handle),
-        }
-        return result, rolled_back
-
-    @staticmethod
-    def _restore(adapter: Any, handle: Any, snapshot: Any, digest_before: str, index: int) -> None:
-        adapter.restore(handle, snapshot)
-        restored = adapter.weights_digest(handle)
-        if restored != digest_before:
-            raise _StepFailed(
-                Problem(
-                    ErrorCode.STEP_FAILED,
-                    "rollback did not restore the weights bit for bit "
-                    f"(digest {restored[:12]} after restore, {digest_before[:12]} before the edit)",
-                    path=f"steps[{index}]",
-                )
+            edited = apply_guarded_edit(
+                context,
+                Participant.of(created, where),
+                [Participant.of(guard, where) for guard in guards],
+                path=where,
             )
+            failing = edited.failed_gate_guards
+            if failing:
+                edited.rollback()
+        except GuardchainError as exc:
+            first = exc.problems[0]
+            raise _StepFailed(_at(first, where), exc) from exc
+        edited.release()
+        result = {
+            "plan": edited.plan.model_dump(mode="json"),
+            "report": edited.report.model_dump(mode="json"),
+            "guards": [r.model_dump(mode="json") for r in edited.guard_reports],
+            "failed_guards": failing,
+            "corrected": list(edited.corrected),
+            "weights_digest_before": edited.digest_before,
+            "weights_digest_after": context.adapter.weights_digest(context.handle),
+        }
+        return result, edited.rolled_back
+
+
+#: The method a step of each kind calls (named in errors).
+_METHODS = {
+    CapabilityKind.GUARD: "prepare",
+    CapabilityKind.EDIT: "plan/apply",
+    CapabilityKind.METRIC: "compute",
+    CapabilityKind.INTERVENTION: "attach",
+}
 
 
 def _guarded(path: str, what: str, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except Exception as exc:
-        raise _StepFailed(_failure(exc, f"failed to {what}", path), exc) from exc
+        raise _StepFailed(_failure(exc, what, path), exc) from exc
+
+
+def _conform(problems: list[Problem]) -> None:
+    """Fail the step on the first breach of a capability's result contract (:mod:`guardchain.core.conformance`)."""
+    if problems:
+        raise _StepFailed(problems[0])
+
+
+def _at(problem: Problem, path: str) -> Problem:
+    """``problem`` placed at ``path`` in the chain file, unless it already has a place."""
+    if problem.path:
+        return problem
+    return Problem(problem.code, problem.message, path, problem.expected, problem.hint, problem.details)
+
+
+def _log_failure(log: Any, index: int, problem: Problem, exc: BaseException) -> None:
+    """An info event with the coded problem (the run record and the CLI carry it already); the traceback only at
+    debug level, as plain text.
+
+    Never ``exc_info``: a rich traceback with local variables would print whole models and tensors.
+    """
+    log.info("step.failed", index=index, code=str(problem.code), message=problem.message)
+    log.debug("step.traceback", index=index, traceback=traceback_text(exc))
 
 
 def _failure(exc: BaseException, what: str, path: str) -> Problem:
@@ -439,25 +465,79 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
+    """Seed Python's and numpy's global generators, and torch's when a plugin has already imported it (the kernel
+    never imports torch itself; call again after loading a model to seed torch)."""
     random.seed(seed)
-    import numpy as np
+    import numpy as np  # the CLI's listing paths never load numpy
 
     np.random.seed(seed % 2**32)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+
+
+def plugin_rows(registry: Registry) -> list[dict[str, Any]]:
+    """One row per loaded plugin (name, distribution, version, status), as run records and certificates hold them."""
+    return [
+        {"name": p.name, "distribution": p.distribution, "version": p.version, "status": str(p.status)}
+        for p in registry.plugins
+    ]
 
 
 def _environment(registry: Registry) -> dict[str, Any]:
-    from guardchain.core import __version__
-
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "guardchain_core": __version__,
-        "plugins": [
-            {"name": p.name, "distribution": p.distribution, "version": p.version, "status": str(p.status)}
-            for p in registry.plugins
-        ],
+        "plugins": plugin_rows(registry),
     }
+
+
+def output_dir_problem(directory: Path, *, path: str = "", option: str = "output.dir") -> Problem | None:
+    """Why a run could not write into ``directory`` (created when absent), or ``None``; creates nothing.
+
+    Checks the nearest existing folder on the way: it must be a folder, writable and searchable by this user.
+
+    :param path: the problem's place in the chain file (``output.dir``), empty for a command-line option.
+    :param option: how the user gave the folder (``--out``, ``output.dir``), for the message.
+    """
+    try:
+        probe = directory.absolute()
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if probe.exists() and not probe.is_dir():
+            reason = f"{str(probe)!r} is a file, not a folder"
+        elif not os.access(probe, os.W_OK | os.X_OK):
+            reason = f"{str(probe)!r} is not writable"
+        else:
+            return None
+    except (OSError, ValueError) as exc:
+        reason = describe_exception(exc)
+    return Problem(
+        ErrorCode.OUTPUT_WRITE,
+        f"the output folder {str(directory)!r} ({option}) cannot be written: {reason}",
+        path=path,
+        hint="choose a writable folder with --out, or change output.dir",
+    )
+
+
+def ensure_writable_dir(directory: Path) -> None:
+    """Create ``directory`` and check, with a probe file, that files can be written into it.
+
+    :raises GuardchainError: ``GC-OUTPUT-WRITE``.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except (OSError, ValueError) as exc:
+        found = output_dir_problem(directory)
+        message = found.message if found else f"cannot write into {str(directory)!r}: {describe_exception(exc)}"
+        raise GuardchainError.single(
+            ErrorCode.OUTPUT_WRITE, message, hint="choose a writable folder with --out, or change output.dir"
+        ) from exc
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

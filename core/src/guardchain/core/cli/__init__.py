@@ -1,25 +1,43 @@
 """The ``guardchain`` command line.
 
-Exit codes: 0 success; 1 a check or run that completed and found a failure (``plugins check`` with a broken
-plugin, ``doctor`` with any problem — an unreadable file included —, ``run`` with a failed step or a rolled-back
-edit); 2 bad usage or bad input (unknown option; for ``run``, a chain file that is invalid or cannot start).
-Logs go to stderr; machine output (``--format json``) to stdout.
+Exit codes (``EXIT_*`` below; ``docs/chains.md`` lists them): 0 success; 1 a check or run that completed and
+found a failure (``plugins check`` with a broken plugin, ``doctor`` with any problem — an unreadable file
+included —, ``run`` with a failed step or a rolled-back edit); 2 bad usage or bad input (unknown option; for
+``run``, a chain file that is invalid or cannot start); 3 an unexpected error (``GC-INTERNAL``: a bug, never a
+verdict); 130 interrupted (``GC-INTERRUPTED``, Ctrl-C); 141 standard output closed early (a broken pipe). Every
+error is one coded line on stderr, never a traceback. Logs go to stderr; machine output (``--format json``) to
+stdout.
 
 Everything heavy is imported inside the commands: ``guardchain --help`` must stay fast and never import torch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import sys
-from typing import Any
 
 import click
 
 from guardchain.core import __version__
+from guardchain.core.cli.chain_commands import config_group, doctor, run
+from guardchain.core.cli.plugin_commands import plugins
 from guardchain.core.cli.state import AppState
-from guardchain.core.errors import GuardchainError
+from guardchain.core.errors import ErrorCode, GuardchainError, Problem, describe_exception
 
-BUILTIN_COMMANDS = ("plugins", "config", "doctor", "run", "certify", "verify")
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+
+BUILTIN_COMMANDS = ("plugins", "config", "doctor", "run")
+
+#: Commands first-party members add, and the distribution to install for each: only used to say what to install
+#: when a command is missing (the kernel does not provide them; the members register them through the hook).
+KNOWN_PLUGIN_COMMANDS = {"certify": "guardchain-certify", "verify": "guardchain-certify"}
 
 
 class GuardchainGroup(click.Group):
@@ -40,13 +58,26 @@ class GuardchainGroup(click.Group):
             command = super().get_command(ctx, cmd_name)
         return command
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name in KNOWN_PLUGIN_COMMANDS and self.get_command(ctx, name) is None:
+            ctx.fail(
+                f"No such command {name!r}: it comes from the plugin distribution {KNOWN_PLUGIN_COMMANDS[name]}, "
+                f"which is not installed (pip install {KNOWN_PLUGIN_COMMANDS[name]}; 'guardchain plugins list' shows "
+                "what is)."
+            )
+        return super().resolve_command(ctx, args)
+
     def _load_plugin_commands(self, ctx: click.Context) -> None:
         state = AppState.of(ctx)
         if state.plugin_commands_loaded:
             return
         state.plugin_commands_loaded = True
-        from guardchain.core.errors import ErrorCode, Problem
-        from guardchain.core.registry import PluginStatus
+        from guardchain.core.registry import (
+            PluginStatus,  # the registry (pluggy, entry points) loads only when a command needs plugins
+        )
 
         registry = state.registry
         for plugin_name, group, problems in registry.register_commands(click.Group):
@@ -101,8 +132,12 @@ def cli(ctx: click.Context, log_format: str, log_level: str, disabled: tuple[str
     Every capability (adapters, edits, guards, metrics, interventions, datasets) is a plugin found through the
     `guardchain.plugins` entry-point group: `guardchain plugins list` shows them.
 
-    Environment: GUARDCHAIN_PLUGINS=a,b loads only those plugins (empty: none);
+    Environment: GUARDCHAIN_ALLOW_NETWORK=1 allows downloading hub models and datasets (guardchain is offline
+    by default); GUARDCHAIN_PLUGINS=a,b loads only those plugins (empty: none);
     GUARDCHAIN_DISABLE_PLUGINS=a,b skips those; GUARDCHAIN_TRACE_PLUGINS=1 logs every hook call.
+
+    Exit codes: 0 ok; 1 a check or run found a failure; 2 bad usage or input; 3 unexpected error
+    (GC-INTERNAL); 130 interrupted (GC-INTERRUPTED).
     """
     configure_threads(threads)
     state = AppState.of(ctx)
@@ -123,8 +158,6 @@ def configure_threads(threads: int | None, environ: dict[str, str] | None = None
     :param threads: threads per library, or ``None`` to keep their default.
     :param environ: the environment to change (default ``os.environ``).
     """
-    import os
-
     env = os.environ if environ is None else environ
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if threads is not None:
@@ -132,27 +165,62 @@ def configure_threads(threads: int | None, environ: dict[str, str] | None = None
             env[name] = str(threads)
 
 
-def _register_builtins() -> None:
-    from guardchain.core.cli.certify_commands import certify, verify
-    from guardchain.core.cli.chain_commands import config_group, doctor, run
-    from guardchain.core.cli.plugin_commands import plugins
-
-    cli.add_command(plugins)
-    cli.add_command(config_group)
-    cli.add_command(doctor)
-    cli.add_command(run)
-    cli.add_command(certify)
-    cli.add_command(verify)
+for _command in (plugins, config_group, doctor, run):
+    cli.add_command(_command)
 
 
-_register_builtins()
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: run the CLI and return its exit code; every error is one coded line.
 
-
-def main(argv: list[str] | None = None) -> Any:
-    """Console-script entry point: run the CLI, printing expected errors without a traceback."""
+    Click's own handling is replaced (``standalone_mode=False``) because it prints ``Aborted!`` and exits 1 on
+    Ctrl-C, and lets any other exception through as a traceback; 1 means "a check failed" here, never a crash.
+    """
     try:
-        return cli.main(args=argv, prog_name="guardchain", standalone_mode=True)
-    except GuardchainError as exc:  # pragma: no cover - commands catch their own; this is the last net
+        code = cli.main(args=argv, prog_name="guardchain", standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        return _fail(Problem(ErrorCode.INTERRUPTED, "interrupted; no further step ran"), EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except GuardchainError as exc:  # commands catch their own; this is the last net
         for problem in exc.problems:
             click.echo(problem.render(), err=True)
-        sys.exit(2)
+        return EXIT_USAGE
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            _silence_broken_pipe()
+            return EXIT_BROKEN_PIPE
+        return _internal(exc)
+    except Exception as exc:
+        return _internal(exc)
+    return code if isinstance(code, int) else EXIT_OK
+
+
+def _fail(problem: Problem, code: int) -> int:
+    with contextlib.suppress(OSError):
+        click.echo(problem.render(), err=True)
+    return code
+
+
+def _internal(exc: Exception) -> int:
+    """``GC-INTERNAL`` on one line; the traceback goes to the debug log only (no locals, so never a model)."""
+    from guardchain.core.errors import traceback_text  # only when a command crashed
+    from guardchain.core.logs import get_logger  # only when a command crashed
+
+    get_logger("guardchain.cli").debug("internal.error", traceback=traceback_text(exc))
+    return _fail(
+        Problem(
+            ErrorCode.INTERNAL,
+            f"unexpected error: {describe_exception(exc)}",
+            hint="this is a bug in guardchain or in a plugin; --log-level debug shows the traceback",
+        ),
+        EXIT_INTERNAL,
+    )
+
+
+def _silence_broken_pipe() -> None:
+    """The reader of stdout went away: point stdout at /dev/null so that the interpreter's final flush is quiet."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

@@ -34,7 +34,9 @@ class AppState:
     def setup_logging(self) -> None:
         """Configure structlog once per invocation, from ``--log-format`` and ``--log-level``."""
         if not self._logging_ready:
-            from guardchain.core.logs import configure_logging
+            from guardchain.core.logs import (
+                configure_logging,  # logging is configured when a command first needs it (--help stays fast)
+            )
 
             level = self.log_level
             if os.environ.get("GUARDCHAIN_TRACE_PLUGINS", "").strip().lower() in {"1", "true", "yes", "on"}:
@@ -47,6 +49,7 @@ class AppState:
         """The registry of this invocation, discovered from entry points on first use."""
         if self._registry is None:
             self.setup_logging()
+            # plugins are discovered when a command first needs them (--help stays fast)
             from guardchain.core.registry import Registry, RegistrySettings
 
             self._registry = Registry.discover(RegistrySettings.from_env(block=self.disabled))

@@ -1,4 +1,4 @@
-"""Certificate v1: what ``guardchain certify`` writes and ``guardchain verify`` checks.
+"""Certificate v2: what ``guardchain certify`` writes and ``guardchain verify`` checks.
 
 Integrity has three layers:
 
@@ -7,9 +7,14 @@ Integrity has three layers:
 * ``leaf_digests`` — a short SHA-256 per scalar leaf (``path -> 16 hex``) so that ``verify`` names the exact field
   that changed, not only that something did;
 * ``signature`` (optional) — Ed25519 over the digest, with the public key, so a third party can check who issued it.
+  The body names the signer's public key (``signed_by``), so a signature cannot be stripped without the digest
+  changing.
 
-Every derived number (ratios, perplexities, CIs, token counts, gate outcomes, verdict) is also recomputed by
-:mod:`guardchain.core.verify` from the stored arrays and settings.
+Every derived number (ratios, perplexities, CIs, token counts, gate outcomes, guard statuses, verdict) is also
+recomputed by :mod:`guardchain.certify.verify` from the stored arrays, settings and published policy.
+
+v2 (this version) adds ``request``, ``signed_by``, the guard chain in the policy, and gates' ``rollback`` and
+``interval``; ``verify`` refuses v1 certificates with a message saying so.
 """
 
 from __future__ import annotations
@@ -20,10 +25,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from guardchain.core.policy import Policy
-from guardchain.core.statistics import BootstrapSettings
+from guardchain.certify.policy import Policy
+from guardchain.certify.statistics import BootstrapSettings
 
-CERTIFICATE_SCHEMA_VERSION: Literal[1] = 1
+CERTIFICATE_SCHEMA_VERSION: Literal[2] = 2
 UNSIGNED_FIELDS = ("digest", "leaf_digests", "signature")
 
 
@@ -79,15 +84,20 @@ class Gate(_Strict):
     """One gate: what was measured, against what, and the outcome.
 
     ``comparison`` says how ``passed`` follows from ``measured`` and ``threshold``: ``le`` (measured <= threshold),
-    ``within`` (threshold[0] <= measured <= threshold[1]), ``true`` (measured is true), ``not_fail`` (measured is
-    not ``"fail"``).
+    ``ge`` (measured >= threshold), ``within`` (threshold[0] <= measured <= threshold[1]), ``true`` (measured is
+    true), ``not_fail`` (measured is not ``"fail"``).
+
+    :ivar rollback: whether failing this gate rolls an edit back (the policy decides; ``verify`` checks it).
+    :ivar interval: for a metric gate, the confidence interval (or ``[z, z]``) its bound was applied to.
     """
 
     name: str
-    comparison: Literal["le", "within", "true", "not_fail"]
+    comparison: Literal["le", "ge", "within", "true", "not_fail"]
     measured: float | bool | str | None
     threshold: float | list[float] | None
     passed: bool
+    rollback: bool = False
+    interval: list[float | None] | None = None
     detail: str = ""
 
 
@@ -139,12 +149,13 @@ class Certificate(_Strict):
     (verified by digest) because the catastrophe gate, the ``subject_finite`` gate or a gate-mode guard failed.
     """
 
-    schema_version: Literal[1] = CERTIFICATE_SCHEMA_VERSION
+    schema_version: Literal[2] = CERTIFICATE_SCHEMA_VERSION
     run_id: str
     created_at: str
     verdict: Literal["PASS", "FAIL"]
     rolled_back: bool
     mode: Literal["edit", "compare"]
+    request: dict[str, Any] = Field(description="The certification request (baseline, subject, tier, profile, preset).")
     policy: Policy
     primary_metric: PrimaryMetric | None = Field(
         description="Absent only when the subject's outputs were not finite (the subject_finite gate failed)."
@@ -155,6 +166,11 @@ class Certificate(_Strict):
     guard_overhead: GuardOverhead | None = None
     provenance: Provenance
     timing: dict[str, float]
+    signed_by: str | None = Field(
+        default=None,
+        description="The signer's raw Ed25519 public key (hex), inside the digest: stripping the "
+        "signature is then detected.",
+    )
     digest: str = ""
     leaf_digests: dict[str, str] = Field(default_factory=dict)
     signature: Signature | None = None
@@ -196,93 +212,3 @@ def seal(certificate: Certificate) -> Certificate:
     return certificate.model_copy(
         update={"digest": body_digest(data), "leaf_digests": leaf_digests(data), "signature": None}
     )
-
-
-def sign(certificate: Certificate, private_key_pem: bytes) -> Certificate:
-    """Sign a sealed certificate's digest with an Ed25519 private key (PEM, PKCS#8, unencrypted).
-
-    Needs the ``cryptography`` package (``pip install 'guardchain-core[sign]'``).
-    """
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    key = serialization.load_pem_private_key(private_key_pem, password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError("the signing key is not an Ed25519 private key")
-    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    signature = Signature(public_key=public.hex(), value=key.sign(certificate.digest.encode()).hex())
-    return certificate.model_copy(update={"signature": signature})
-
-
-def render_markdown(certificate: Certificate) -> str:
-    """A human-readable summary (the JSON is the certificate; this is a view of it)."""
-    pm = certificate.primary_metric
-
-    def ci(split: SplitEvaluation) -> str:
-        if split.ci_low is None or split.ci_high is None:
-            return "n/a"
-        return f"[{split.ci_low:.4f}, {split.ci_high:.4f}]"
-
-    lines = [
-        f"# guardchain certificate: {certificate.verdict}",
-        "",
-        f"- run: `{certificate.run_id}` ({certificate.created_at})",
-        f"- mode: {certificate.mode}; tier {certificate.policy.tier}, profile {certificate.policy.profile}",
-        f"- baseline: `{certificate.provenance.baseline.get('ref', '')}`; subject: "
-        f"`{certificate.provenance.subject.get('ref', '')}`",
-        f"- rolled back: {'yes' if certificate.rolled_back else 'no'}",
-        f"- digest: `{certificate.digest}`" + (" (signed, Ed25519)" if certificate.signature else ""),
-        "",
-    ]
-    if pm is None:
-        lines += ["## Primary metric", "", "The subject's outputs were not finite: no primary metric.", ""]
-    else:
-        final, preview = pm.final, pm.preview
-        lines += [
-            f"## Primary metric: {pm.kind} ({pm.mode})",
-            "",
-            "| windows | n | tokens | baseline | subject | ratio | 95% CI |",
-            "|---|---|---|---|---|---|---|",
-            f"| preview | {preview.n_windows} | {preview.n_tokens:.0f} | {preview.baseline.ppl:.4f} | "
-            f"{preview.subject.ppl:.4f} | {preview.ratio:.5f} | {ci(preview)} |",
-            f"| final | {final.n_windows} | {final.n_tokens:.0f} | {final.baseline.ppl:.4f} | "
-            f"{final.subject.ppl:.4f} | {final.ratio:.5f} | {ci(final)} |",
-            "",
-        ]
-    lines += ["## Gates", "", "| gate | measured | threshold | result |", "|---|---|---|---|"]
-    for gate in certificate.gates:
-        lines.append(f"| {gate.name} | {gate.measured} | {gate.threshold} | {'pass' if gate.passed else 'FAIL'} |")
-    if certificate.guards:
-        lines += [
-            "",
-            "## Guards",
-            "",
-            "| # | guard | mode | status | findings | corrections |",
-            "|---|---|---|---|---|---|",
-        ]
-        for index, report in enumerate(certificate.guards):
-            findings = ", ".join(sorted({str(f.get("code")) for f in report.get("findings", [])})) or "-"
-            applied = sum(1 for a in report.get("actions", []) if a.get("applied"))
-            lines.append(
-                f"| {index} | {report.get('guard')} | {report.get('mode')} | {report.get('status')} | {findings} | "
-                f"{applied} |"
-            )
-    overhead = certificate.guard_overhead
-    if overhead is not None:
-        lines += ["", f"Guards took {overhead.guard_share:.1%} of the wall time."]
-        if overhead.uncorrected_final is not None:
-            lines.append(
-                f"Without their corrections the subject's final perplexity is {overhead.uncorrected_final.ppl:.4f}."
-            )
-    if certificate.edit:
-        report = certificate.edit.get("report", {})
-        lines += [
-            "",
-            "## Edit",
-            "",
-            f"- {report.get('edit', '')}: {len(report.get('modules_changed', []))} matrices, "
-            f"{report.get('parameters_changed', 0)} parameters changed",
-        ]
-    lines += ["", "## Timing (seconds)", ""]
-    lines += [f"- {k}: {v:.2f}" for k, v in sorted(certificate.timing.items())]
-    return "\n".join(lines) + "\n"

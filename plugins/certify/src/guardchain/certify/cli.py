@@ -1,4 +1,10 @@
-"""``guardchain certify`` and ``guardchain verify``."""
+"""``guardchain certify`` and ``guardchain verify``, added to the CLI through ``guardchain_register_commands``.
+
+Exit codes: ``certify`` 0 PASS, 1 FAIL, 2 bad input or a failure while running (coded, one line each); ``verify``
+0 a consistent certificate with verdict PASS, 1 one with verdict FAIL, 2 not intact, unreadable, or something that
+could not be checked (unless ``--accept-unchecked``). The CLI shell adds 3 (an internal error, never a verdict)
+and 130 (interrupted).
+"""
 
 from __future__ import annotations
 
@@ -11,18 +17,37 @@ import click
 from guardchain.core.cli.state import AppState
 from guardchain.core.errors import ErrorCode, GuardchainError, Problem
 
+MAX_CERTIFICATE_BYTES = 64 << 20
+MAX_CERTIFICATE_DEPTH = 64
+
 
 def _parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
+    """``key=value`` pairs; each value is parsed as YAML (``bits=4`` is an int), depth- and size-bounded."""
     import yaml
+
+    from guardchain.core.chainfile import check_tree
 
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise GuardchainError.single(
                 ErrorCode.CONFIG_VALUE, f"{option} expects key=value, got {pair!r}", path=option
             )
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except (yaml.YAMLError, RecursionError, ValueError) as exc:
+            raise GuardchainError.single(
+                ErrorCode.CONFIG_PARSE,
+                f"{option} {key.strip()}=...: not a valid value ({type(exc).__name__})",
+                path=option,
+            ) from exc
+        problems = check_tree(value)
+        if problems:
+            raise GuardchainError(
+                [Problem(p.code, p.message, f"{option}.{key.strip()}", p.expected, p.hint) for p in problems]
+            )
+        out[key.strip()] = value
     return out
 
 
@@ -35,23 +60,24 @@ def _fail(problems: list[Problem]) -> None:
 @click.command()
 @click.option("--baseline", required=True, help="Baseline model: named model, local directory, .gguf file, hub id.")
 @click.option("--subject", help="Compare mode: a second checkpoint (same architecture and tokenizer); no edit.")
-@click.option("--edit", "edit_name", help="Edit to apply to a copy of the baseline (default: quant_rtn, int8).")
+@click.option("--edit", "edit_name", help="Edit to apply to the baseline (default: guardchain-edits:quant_rtn, int8).")
 @click.option("--edit-config", multiple=True, metavar="KEY=VALUE", help="Edit setting, e.g. bits=4. Repeatable.")
 @click.option("--profile", type=click.Choice(["dev", "ci", "release"]), default="dev", show_default=True)
 @click.option(
     "--tier", type=click.Choice(["balanced", "conservative", "aggressive"]), default="balanced", show_default=True
 )
-@click.option("--preset", type=click.Path(dir_okay=False), help="YAML/TOML/JSON: dataset, guards, metric, seed...")
-@click.option("--no-guards", is_flag=True, help="Certify without the guard chain (the primary metric alone).")
 @click.option(
-    "--out", "out_dir", type=click.Path(file_okay=False), help="Output directory (default runs/certify-<id>)."
+    "--preset", type=click.Path(dir_okay=False), help="YAML/TOML/JSON: dataset, guards, gates, metric, seed..."
 )
+@click.option("--no-guards", is_flag=True, help="Certify without the guard chain (the certificate says so).")
 @click.option(
-    "--sign",
-    "key_file",
-    type=click.Path(dir_okay=False, exists=True),
-    help="Sign the certificate with this Ed25519 private key (PEM).",
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Output folder (default runs/certify-<id>). Must be new, empty, or an earlier certification's; only "
+    "guardchain's own files in it are ever replaced.",
 )
+@click.option("--sign", "key_file", type=click.Path(dir_okay=False), help="Sign with this Ed25519 private key (PEM).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_context
 def certify(
@@ -70,12 +96,14 @@ def certify(
 ) -> None:
     """Certify an edit (or a second checkpoint) against a baseline; write certificate.json and certificate.md.
 
-    Exits 0 when the verdict is PASS, 1 when it is FAIL, 2 on bad input (nothing is written then).
+    Every input (configs, plugins, the output folder, the signing key) is checked before any model loads. Exits 0
+    when the verdict is PASS, 1 when it is FAIL, 2 on bad input or a failure (nothing certified then).
     """
     import uuid
 
-    from guardchain.core.certify import CertifyPreset, CertifyRequest, load_preset
-    from guardchain.core.certify import certify as run_certify
+    from guardchain.certify.pipeline import certify as run_certify
+    from guardchain.certify.request import CertifyPreset, CertifyRequest, load_preset
+    from guardchain.certify.signing import load_signing_key
 
     state = AppState.of(ctx)
     try:
@@ -83,10 +111,13 @@ def certify(
             raise GuardchainError.single(
                 ErrorCode.CONFIG_VALUE, "--subject (compare mode) takes no --edit", path="--edit"
             )
+        if edit_name is not None and not edit_name.strip():
+            raise GuardchainError.single(ErrorCode.CONFIG_VALUE, "--edit needs a name", path="--edit")
+        key = load_signing_key(key_file) if key_file else None
         base = load_preset(preset) if preset else CertifyPreset()
         updates: dict[str, Any] = {}
         if edit_name:
-            updates["edit"] = edit_name
+            updates["edit"] = edit_name.strip()
         if edit_config:
             updates["edit_config"] = {**base.edit_config, **_parse_pairs(edit_config, "--edit-config")}
         if no_guards:
@@ -96,11 +127,8 @@ def certify(
         request = CertifyRequest.model_validate(
             {"baseline": baseline, "subject": subject, "tier": tier, "profile": profile, "preset": chosen, "out": out}
         )
-        key = Path(key_file).read_bytes() if key_file else None
         certificate = _run_with_progress(
-            lambda say, step: run_certify(
-                request, state.registry, progress=say, step_progress=step, signing_key_pem=key
-            )
+            lambda say, step: run_certify(request, state.registry, progress=say, step_progress=step, signing_key=key)
         )
     except GuardchainError as exc:
         _fail(exc.problems)
@@ -142,7 +170,7 @@ def _run_with_progress(work: Any) -> Any:
             if current:
                 bars.update(current[-1], total=1, completed=1)
             if not console.is_terminal:
-                console.print(message, markup=False, highlight=False)
+                click.echo(message, err=True)
             steps.clear()
             current.append(bars.add_task(message, total=None))
 
@@ -161,6 +189,8 @@ def _summary(certificate: Any, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from guardchain.core import views as fmt
+
     pm = certificate.primary_metric
     table = Table(
         title=f"guardchain certify: {certificate.verdict}" + (" (rolled back)" if certificate.rolled_back else ""),
@@ -169,16 +199,19 @@ def _summary(certificate: Any, out: Path) -> None:
     for column in ("item", "measured", "threshold", "result"):
         table.add_column(column)
     if pm is not None:
-        ci = f"[{pm.final.ci_low:.4f}, {pm.final.ci_high:.4f}]" if pm.final.ci_low is not None else "n/a"
-        ppl = f"{pm.final.baseline.ppl:.4f} / {pm.final.subject.ppl:.4f}"
+        ppl = f"{fmt.number(pm.final.baseline.ppl)} / {fmt.number(pm.final.subject.ppl)}"
         table.add_row("ppl baseline / subject (final)", ppl, "", "")
-        table.add_row("ratio (final)", f"{pm.final.ratio:.5f} {ci}", "", "")
+        table.add_row(
+            "ratio (final)",
+            f"{fmt.number(pm.final.ratio, 6)} {fmt.interval(pm.final.ci_low, pm.final.ci_high)}",
+            "",
+            "",
+        )
     for gate in certificate.gates:
-        measured = f"{gate.measured:.5f}" if isinstance(gate.measured, float) else str(gate.measured)
         table.add_row(
             gate.name,
-            measured,
-            str(gate.threshold if gate.threshold is not None else ""),
+            fmt.measured(gate.measured),
+            fmt.threshold(gate.threshold, gate.comparison),
             "pass" if gate.passed else "[red]FAIL[/red]",
         )
     for index, report in enumerate(certificate.guards):
@@ -192,53 +225,122 @@ def _summary(certificate: Any, out: Path) -> None:
     console.print(f"certificate: {out / 'certificate.json'}", markup=False)
 
 
-@click.command()
+VERIFY_HELP = """Re-derive every number, gate, guard status and the verdict of a certificate from its recorded
+measurements and this guardchain's published policy, and check its digests and signature.
+
+What it proves. For any certificate: its numbers agree with each other (ratios with the per-window arrays, the
+intervals with the bootstrap, each guard's status with its measurements and the tier's thresholds, each gate
+with its measurement, the verdict with the gates), and its thresholds, sizes and required guard chain are this
+guardchain's published ones — so a FAIL edited into a PASS, a dropped gate, a weakened guard mode or a changed
+measurement is caught. With --pubkey, also who issued it: a valid Ed25519 signature by the key you trust.
+
+What an unsigned certificate cannot prove: who made it, or that it was not re-made. Anyone can compute a
+consistent certificate for numbers that were never measured; only a signature you check against a key you trust
+ties it to its issuer. An unsigned certificate is therefore reported as "consistent", never "intact".
+
+Exits 0 (consistent or intact, verdict PASS), 1 (consistent or intact, verdict FAIL), 2 (anything disagrees,
+the file cannot be read, or something could not be checked: a signature with no --pubkey, a guard whose plugin
+is not installed — unless --accept-unchecked)."""
+
+
+@click.command(help=VERIFY_HELP)
 @click.argument("cert_file", type=click.Path())
-@click.option("--pubkey", help="Require a signature by this Ed25519 public key (hex, or a PEM file path).")
+@click.option("--pubkey", help="Require a valid signature by this Ed25519 public key (64 hex digits or a PEM file).")
+@click.option(
+    "--accept-unchecked",
+    is_flag=True,
+    help="Exit by the verdict even when something could not be checked (said in the output).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
-def verify(ctx: click.Context, cert_file: str, pubkey: str | None, as_json: bool) -> None:
-    """Recompute every number, gate and the verdict of a certificate, and check its digests and signature.
+def verify(ctx: click.Context, cert_file: str, pubkey: str | None, accept_unchecked: bool, as_json: bool) -> None:
+    from guardchain.certify.signing import load_public_key
+    from guardchain.certify.verify import verify_certificate
 
-    Exits 0 when it is intact and its verdict is PASS, 1 when it is intact with verdict FAIL, 2 when anything
-    disagrees (each mismatch is listed with its field).
-    """
-    from guardchain.core.verify import Mismatch, verify_certificate
-
-    path = Path(cert_file)
-    if path.is_dir():
-        path = path / "certificate.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        click.echo(f"{ErrorCode.CONFIG_PARSE} cannot read {str(path)!r}: {exc}", err=True)
-        raise SystemExit(2) from exc
-    key_hex = _public_key_hex(pubkey) if pubkey else None
-    cert, mismatches = verify_certificate(data if isinstance(data, dict) else {}, public_key_hex=key_hex)
-    if not isinstance(data, dict):
-        mismatches = [Mismatch("(certificate)", "is not a JSON object")]
+        key_hex = load_public_key(pubkey) if pubkey else None
+        data = read_certificate(Path(cert_file))
+    except GuardchainError as exc:
+        _fail(exc.problems)
+        return
+    result = verify_certificate(data, public_key_hex=key_hex, registry=AppState.of(ctx).registry)
+    cert = result.certificate
     verdict = cert.verdict if cert is not None else None
+    blocked = bool(result.mismatches) or (bool(result.unchecked) and not accept_unchecked)
+    state = "not intact" if result.mismatches else ("intact" if result.signature == "verified" else "consistent")
     if as_json:
-        click.echo(
-            json.dumps(
-                {"ok": not mismatches, "verdict": verdict, "mismatches": [m.__dict__ for m in mismatches]}, indent=2
-            )
-        )
+        payload = {
+            "ok": not blocked,
+            "state": state,
+            "verdict": verdict,
+            "signature": result.signature,
+            "mismatches": [m.__dict__ for m in result.mismatches],
+            "unchecked": [m.__dict__ for m in result.unchecked],
+        }
+        click.echo(json.dumps(payload, indent=2))
     else:
-        for mismatch in mismatches:
+        for mismatch in result.mismatches:
             click.echo(f"MISMATCH {mismatch.render()}")
-        if not mismatches:
-            click.echo(f"intact: digest {cert.digest if cert else ''} — verdict {verdict}")
-    if mismatches:
+        for item in result.unchecked:
+            click.echo(f"NOT CHECKED {item.render()}")
+        if not result.mismatches and cert is not None:
+            chain = cert.policy.guard_chain
+            tail = f"digest {cert.digest[:16]}… — verdict {verdict}"
+            if chain != "tier":
+                tail += f"; guard chain: {chain} (not the tier's required chain)"
+            if result.signature == "verified" and cert.signature is not None:
+                click.echo(f"intact: signed by {cert.signature.public_key[:16]}…, verified — {tail}")
+            elif result.signature == "unchecked":
+                click.echo(f"signature present, not checked — consistent, {tail}")
+            else:
+                click.echo(f"consistent (unsigned: origin not proven) — {tail}")
+    if blocked:
         ctx.exit(2)
     ctx.exit(0 if verdict == "PASS" else 1)
 
 
-def _public_key_hex(value: str) -> str:
-    candidate = Path(value)
-    if candidate.is_file():
-        from cryptography.hazmat.primitives import serialization
+def read_certificate(path: Path) -> Any:
+    """Parse a certificate file (or the ``certificate.json`` in a folder), bounded in size and depth.
 
-        key = serialization.load_pem_public_key(candidate.read_bytes())
-        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
-    return value
+    :raises GuardchainError: ``GC-CERT-UNREADABLE`` for a missing, oversized, non-UTF-8, non-JSON or too deeply
+        nested file.
+    """
+    from guardchain.certify.codes import CertifyErrorCode
+
+    if path.is_dir():
+        path = path / "certificate.json"
+
+    def unreadable(why: str) -> GuardchainError:
+        return GuardchainError.single(CertifyErrorCode.CERT_UNREADABLE, f"cannot read {str(path)!r}: {why}")
+
+    try:
+        if not path.is_file():
+            raise unreadable("no such file" if not path.exists() else "not a regular file")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CERTIFICATE_BYTES + 1)
+    except OSError as exc:
+        raise unreadable(str(exc)) from exc
+    if len(raw) > MAX_CERTIFICATE_BYTES:
+        raise unreadable(f"larger than {MAX_CERTIFICATE_BYTES >> 20} MiB")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except RecursionError as exc:
+        raise unreadable("nested too deeply") from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise unreadable(f"not JSON ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from exc
+    if _depth(data) > MAX_CERTIFICATE_DEPTH:
+        raise unreadable(f"nested deeper than {MAX_CERTIFICATE_DEPTH} levels")
+    return data
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON (iterative: a hostile file cannot exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_CERTIFICATE_DEPTH:
+            break
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest

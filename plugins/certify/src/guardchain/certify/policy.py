@@ -1,5 +1,5 @@
-"""Certification policy: profiles set sample sizes, tiers set thresholds. One table each; ``docs/policy.md``
-documents them and a test keeps the two in step.
+"""Certification policy: profiles set sample sizes, tiers set thresholds, and the tier's guard chain is required.
+One table each; ``docs/policy.md`` documents them and a test keeps the two in step.
 
 Gates (each recorded in the certificate with its threshold and measured value):
 
@@ -10,20 +10,41 @@ Gates (each recorded in the certificate with its threshold and measured value):
   drift outside the band means the edit's effect is not stable across data; an unpaired drift
   (ppl_preview / ppl_final of one model) would mostly measure how different the window sets are;
 * ``pairing`` — identical window ids for baseline and subject, equal counts, preview and final disjoint;
-* ``guard:<name>`` — a guard in gate mode did not fail;
+* ``guard:<position>:<name>`` — a guard in gate mode did not fail;
+* ``metric:<position>:<label>`` — a metric gate (the ``metric_gate`` guard) held its bound;
 * ``catastrophe`` — the final point ratio is at most ``catastrophe_ratio``; above it the edit is rolled back.
+
+Which gates roll an edit back is part of the policy too (:data:`ROLLBACK_GATES` and every guard or metric gate).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Tier = Literal["balanced", "conservative", "aggressive"]
 Profile = Literal["dev", "ci", "release"]
+GuardChainKind = Literal["tier", "custom", "none"]
+
+#: The guard chain every tier requires, in order and in gate mode, named by qualified name so that a third-party
+#: guard registered under the same bare name never takes their place: invariants first and last (the last one
+#: sees the other guards' corrections). A preset may append metric gates after it and still be a ``tier`` chain.
+TIER_GUARDS: tuple[str, ...] = (
+    "guardchain-guards:invariants",
+    "guardchain-guards:spectral",
+    "guardchain-guards:rmt",
+    "guardchain-guards:variance",
+    "guardchain-guards:invariants",
+)
+TIER_GUARD_MODE = "gate"
+#: The metric-gate guard this member registers (a ``tier`` chain may end with any number of them).
+METRIC_GATE = "guardchain-certify:metric_gate"
+
+#: Primary-metric gates whose failure rolls an edit back (a failed guard or metric gate always does).
+ROLLBACK_GATES = frozenset({"catastrophe", "subject_finite"})
 
 
 class TierThresholds(BaseModel):
@@ -72,8 +93,27 @@ PROFILES: dict[Profile, ProfileSettings] = {
 }
 
 
+class GuardStep(BaseModel):
+    """One guard of a certification's chain: its name as given (bare or ``distribution:name``) and its config.
+
+    The certificate records each step's *full* validated config (defaults included), which is what the guard's
+    verifier re-derives the guard's status from.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    guard: str = Field(min_length=1)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
 class Policy(BaseModel):
-    """The tier and profile a certificate was made under, with their resolved values."""
+    """The tier and profile a certificate was made under, with their resolved values, and its guard chain.
+
+    :ivar guard_chain: ``tier`` — exactly :data:`TIER_GUARDS` in gate mode with the tier's defaults, optionally
+        followed by metric gates; ``custom`` — a preset's own chain (recorded, and said so by ``verify``);
+        ``none`` — certified without guards (``--no-guards``).
+    :ivar guards: the chain that ran, in order, each with its full config.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -81,6 +121,8 @@ class Policy(BaseModel):
     profile: Profile
     thresholds: TierThresholds
     sizes: ProfileSettings
+    guard_chain: GuardChainKind
+    guards: tuple[GuardStep, ...] = ()
 
     def digest(self) -> str:
         """SHA-256 of the canonical JSON of the resolved policy."""
@@ -88,6 +130,28 @@ class Policy(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def resolve_policy(tier: Tier = "balanced", profile: Profile = "dev") -> Policy:
-    """The policy for ``tier`` and ``profile`` from the tables above."""
-    return Policy(tier=tier, profile=profile, thresholds=TIERS[tier], sizes=PROFILES[profile])
+def resolve_policy(
+    tier: Tier = "balanced",
+    profile: Profile = "dev",
+    guard_chain: GuardChainKind = "tier",
+    guards: tuple[GuardStep, ...] = (),
+) -> Policy:
+    """The policy for ``tier`` and ``profile`` from the tables above, with the guard chain that runs."""
+    return Policy(
+        tier=tier,
+        profile=profile,
+        thresholds=TIERS[tier],
+        sizes=PROFILES[profile],
+        guard_chain=guard_chain,
+        guards=guards,
+    )
+
+
+def tier_guard_steps(tier: Tier) -> tuple[GuardStep, ...]:
+    """The steps of the tier's required chain before their configs are validated (``mode`` and ``tier`` set)."""
+    return tuple(GuardStep(guard=name, config={"mode": TIER_GUARD_MODE, "tier": tier}) for name in TIER_GUARDS)
+
+
+def is_metric_gate(name: str) -> bool:
+    """Whether a guard name (bare or qualified) is the metric gate of this member."""
+    return name in {METRIC_GATE, METRIC_GATE.rpartition(":")[2]}

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +40,9 @@ from guardchain.core.errors import ErrorCode, GuardchainError
 from guardchain.core.results import MetricResult
 
 PairingKind = Literal["ratio", "difference"]
+
+#: The most resamples a bootstrap may ask for: ten times the release profile's, far above any useful precision.
+MAX_RESAMPLES = 50_000
 
 
 class BootstrapSettings(BaseModel):
@@ -49,7 +52,7 @@ class BootstrapSettings(BaseModel):
 
     method: Literal["BCa"] = "BCa"
     confidence: float = Field(default=0.95, gt=0, lt=1)
-    n_resamples: int = Field(default=2000, ge=100)
+    n_resamples: int = Field(default=2000, ge=100, le=MAX_RESAMPLES)
     seed: int = Field(default=0, ge=0)
 
 
@@ -165,10 +168,7 @@ def bootstrap_interval(
         # Every resample has (to rounding) the same mean, and BCa's acceleration would divide 0 by 0.
         value = float(np.sum(d * w) / np.sum(w))
         return value, value
-    rng = np.random.default_rng(settings.seed)
-    draws = rng.integers(0, n, (settings.n_resamples, n))
-    resampled_w = w[draws]
-    theta_b = np.sum(d[draws] * resampled_w, axis=-1) / np.sum(resampled_w, axis=-1)
+    theta_b = _resampled_means(d, w, settings)
     theta = float(np.sum(d * w) / np.sum(w))
     below = (np.count_nonzero(theta_b < theta) + np.count_nonzero(theta_b <= theta)) / (2 * settings.n_resamples)
     z0 = _normal_quantile(below)
@@ -184,6 +184,27 @@ def bootstrap_interval(
         return math.nan, math.nan  # scipy's DegenerateDataWarning case: no interval can be computed
     low, high = np.quantile(theta_b, levels)
     return float(low), float(high)
+
+
+#: Elements of the resample index matrix drawn at once: bounds the memory of a bootstrap (about 32 MB of int64)
+#: whatever ``n_resamples`` and the number of units are; the draws are the same as one ``(B, n)`` call.
+DRAW_CHUNK_ELEMENTS = 1 << 22
+
+
+def _resampled_means(d: Any, w: Any, settings: BootstrapSettings) -> Any:
+    """θ̂*_b for b = 1..B, the weighted means of the resamples (rows drawn in chunks of bounded size)."""
+    import numpy as np
+
+    n = d.size
+    rng = np.random.default_rng(settings.seed)
+    rows = max(1, DRAW_CHUNK_ELEMENTS // n)
+    out = np.empty(settings.n_resamples, dtype=np.float64)
+    for start in range(0, settings.n_resamples, rows):
+        stop = min(settings.n_resamples, start + rows)
+        draws = rng.integers(0, n, (stop - start, n))
+        resampled_w = w[draws]
+        out[start:stop] = np.sum(d[draws] * resampled_w, axis=-1) / np.sum(resampled_w, axis=-1)
+    return out
 
 
 def _normal_quantile(p: float) -> float:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from guardchain.core import PLUGIN_API_VERSION, hookimpl
 
 if TYPE_CHECKING:
-    from guardchain.core.registry import Registrar
+    from guardchain.core.specs import Registrar
 
 GUARDCHAIN_PLUGIN_API = PLUGIN_API_VERSION
 

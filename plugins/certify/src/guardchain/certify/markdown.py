@@ -1,0 +1,120 @@
+"""``certificate.md``: a human-readable view of a certificate (the JSON is the certificate; this only shows it).
+
+Sections, in the order the HTML report also uses: verdict, summary, primary metric, gates, guards, edit, timing,
+provenance. Numbers are rounded for people (:mod:`guardchain.certify.formatting`); nothing prints as ``None``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from guardchain.certify.certificate import Certificate, SplitEvaluation
+from guardchain.core import views as fmt
+
+
+def render_markdown(certificate: Certificate) -> str:
+    """The markdown view of ``certificate``."""
+    c = certificate
+    lines = [
+        f"# guardchain certificate: {c.verdict}" + (" (edit rolled back)" if c.rolled_back else ""),
+        "",
+        f"- baseline: `{c.provenance.baseline.get('ref', '')}`",
+        f"- subject: `{c.provenance.subject.get('ref', '')}` ({c.mode} mode)",
+        f"- policy: tier **{c.policy.tier}**, profile **{c.policy.profile}**, guard chain **{c.policy.guard_chain}**",
+        f"- run `{c.run_id}` at {c.created_at}",
+        f"- digest `{c.digest}`" + (f", signed (Ed25519) by `{c.signed_by[:16]}…`" if c.signed_by else ", unsigned"),
+        "",
+    ]
+    lines += _primary(c)
+    lines += ["## Gates", "", "| gate | measured | threshold | result |", "|---|---|---|---|"]
+    for gate in c.gates:
+        result = "pass" if gate.passed else "**FAIL**" + (" (rolls back)" if gate.rollback else "")
+        lines.append(
+            f"| {gate.name} | {fmt.measured(gate.measured)} | {fmt.threshold(gate.threshold, gate.comparison)} | "
+            f"{result} |"
+        )
+    lines.append("")
+    lines += _guards(c)
+    lines += _edit(c)
+    lines += ["## Timing", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {key.removesuffix('_s')} | {value:.2f} |" for key, value in c.timing.items()]
+    lines += ["", "## Provenance", ""]
+    for name, side in (("baseline", c.provenance.baseline), ("subject", c.provenance.subject)):
+        lines.append(
+            f"- {name}: `{side.get('ref', '')}` — {side.get('model_class') or 'model'}, "
+            f"{fmt.number(side.get('n_parameters'))} parameters, {side.get('dtype', '')} on {side.get('device', '')}; "
+            f"weights `{str(side.get('weights_sha256', ''))[:16]}…`"
+        )
+    dataset = c.provenance.dataset
+    lines.append(f"- data: {dataset.get('name', '')}, sha256 `{str(dataset.get('dataset_sha256', ''))[:16]}…`")
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(c.provenance.libraries.items()))
+    lines += [f"- libraries: {versions}", f"- device: {c.provenance.device}", ""]
+    return "\n".join(lines)
+
+
+def _primary(c: Certificate) -> list[str]:
+    pm = c.primary_metric
+    if pm is None:
+        return ["## Primary metric", "", "The subject's outputs were not finite: there is no primary metric.", ""]
+
+    def row(name: str, split: SplitEvaluation) -> str:
+        return (
+            f"| {name} | {split.n_windows} | {split.n_tokens:.0f} | {fmt.number(split.baseline.ppl)} | "
+            f"{fmt.number(split.subject.ppl)} | {fmt.number(split.ratio, 6)} | "
+            f"{fmt.interval(split.ci_low, split.ci_high)} |"
+        )
+
+    out = [
+        f"## Primary metric: {pm.kind}" + (f" ({pm.mode})" if pm.mode else ""),
+        "",
+        f"| windows | n | tokens | baseline | subject | ratio | {pm.bootstrap.confidence:.0%} BCa CI |",
+        "|---|---|---|---|---|---|---|",
+        row("preview", pm.preview),
+        row("final", pm.final),
+        "",
+    ]
+    if pm.ci_half_width_log is not None:
+        out += [
+            f"Half-width of the final CI of log(ratio): {fmt.number(pm.ci_half_width_log)} (profile target "
+            f"{fmt.number(c.policy.sizes.target_half_width)}; about {pm.n_final_for_target} final windows would "
+            "reach it).",
+            "",
+        ]
+    return out
+
+
+def _guards(c: Certificate) -> list[str]:
+    if not c.guards:
+        return ["## Guards", "", "No guards ran (guard chain: none).", ""]
+    out = ["## Guards", "", "| # | guard | mode | status | findings | corrections |", "|---|---|---|---|---|---|"]
+    for index, report in enumerate(c.guards):
+        codes = sorted({str(f.get("code")) for f in report.get("findings", [])})
+        applied = sum(1 for a in report.get("actions", []) if a.get("applied"))
+        out.append(
+            f"| {index} | {report.get('guard')} | {report.get('mode')} | {report.get('status')} | "
+            f"{', '.join(codes) or fmt.DASH} | {applied} |"
+        )
+    overhead = c.guard_overhead
+    if overhead is not None:
+        out += ["", f"The guards took {overhead.guard_share:.1%} of the wall time."]
+        if overhead.uncorrected_final is not None:
+            out.append(
+                "Without their corrections the subject's final perplexity is "
+                f"{fmt.number(overhead.uncorrected_final.ppl)}."
+            )
+    return [*out, ""]
+
+
+def _edit(c: Certificate) -> list[str]:
+    if not c.edit:
+        return []
+    report: dict[str, Any] = c.edit.get("report", {})
+    settings = ", ".join(f"{k}={v}" for k, v in sorted((c.edit.get("config") or {}).items()))
+    return [
+        "## Edit",
+        "",
+        f"- {c.edit.get('name')}" + (f" ({settings})" if settings else ""),
+        f"- {len(report.get('modules_changed', []))} tensors, {fmt.number(report.get('parameters_changed', 0))} "
+        "parameters changed",
+        "",
+    ]
