@@ -292,3 +292,79 @@ def test_bad_cli_input_is_a_coded_error(tmp_path):
         done = guardchain("certify", "--baseline", "tiny-gpt2", "--out", str(tmp_path / "o"), *args)
         assert done.returncode == 2 and "GC-" in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
         assert not (tmp_path / "o").exists()
+
+
+@pytest.fixture(scope="module")
+def failing(tmp_path_factory, registry) -> dict:
+    """A FAIL certificate with the tier's guard chain: tiny GPT-2 at 2 bits, conservative tier (guards fail)."""
+    out = tmp_path_factory.mktemp("failing") / "cert"
+    req = CertifyRequest(
+        baseline="tiny-gpt2", tier="conservative", preset=CertifyPreset(edit_config={"bits": 2}), out=out
+    )
+    cert = certify(req, registry)
+    assert cert.verdict == "FAIL" and any(g["status"] == "fail" for g in cert.guards)
+    data = json.loads((out / "certificate.json").read_text())
+    assert verify_certificate(data, registry=registry).mismatches == []
+    return data
+
+
+def _as_pass(data: dict) -> dict:
+    forged = copy.deepcopy(data)
+    forged["verdict"], forged["rolled_back"] = "PASS", False
+    for gate in forged["gates"]:
+        gate["passed"] = True
+    return forged
+
+
+def test_guard_statuses_set_to_pass_are_re_derived_from_their_measurements(failing, registry):
+    forged = _as_pass(failing)
+    for report in forged["guards"]:
+        report["status"] = "pass"
+    for gate in forged["gates"]:
+        if gate["name"].startswith("guard:"):
+            gate["measured"] = "pass"
+    fields = {m.field for m in verify_certificate(reseal(forged), registry=registry).mismatches}
+    assert any(f.startswith("guards[") and f.endswith(".status") for f in fields), fields
+
+
+def test_dropping_the_guard_gates_is_caught(failing, registry):
+    forged = _as_pass(failing)
+    forged["gates"] = [g for g in forged["gates"] if not g["name"].startswith("guard:")]
+    messages = [m.render() for m in verify_certificate(reseal(forged), registry=registry).mismatches]
+    assert any("gate is missing" in m for m in messages), messages
+
+
+def test_switching_failing_guards_to_monitor_mode_is_caught(failing, registry):
+    forged = _as_pass(failing)
+    for index, report in enumerate(forged["guards"]):
+        if report["status"] == "fail":
+            report["mode"], report["status"] = "monitor", "warn"
+            forged["policy"]["guards"][index]["config"]["mode"] = "monitor"
+    forged["gates"] = [g for g in forged["gates"] if not g["name"].startswith("guard:")]
+    forged["provenance"]["policy_digest"] = _policy_digest(forged)
+    fields = {m.field for m in verify_certificate(reseal(forged), registry=registry).mismatches}
+    assert any(f.startswith("policy.guards[") for f in fields), fields
+
+
+def test_a_changed_edit_setting_is_cross_checked_against_the_plan(failing, registry):
+    forged = copy.deepcopy(failing)
+    forged["edit"]["config"]["bits"] = 8
+    fields = {m.field for m in verify_certificate(reseal(forged), registry=registry).mismatches}
+    assert "edit.config.bits" in fields
+
+
+def test_any_guard_measurement_changed_is_caught(failing, registry):
+    for index, report in enumerate(failing["guards"]):
+        key = next(iter(report["measurements"]), None)
+        if key is None:
+            continue
+        forged = copy.deepcopy(failing)
+        forged["guards"][index]["measurements"][key] = forged["guards"][index]["measurements"][key] * 1.5 + 1
+        fields = {m.field for m in verify_certificate(reseal(forged), registry=registry).mismatches}
+        assert any(f.startswith(f"guards[{index}]") for f in fields), (index, key, fields)
+
+
+def _policy_digest(data: dict) -> str:
+    from guardchain.certify.policy import Policy
+
+    return Policy.model_validate(data["policy"]).digest()

@@ -6,7 +6,9 @@ The models are the session's shared tiny checkpoints (``tiny_model_dirs`` in ``t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,9 @@ import pytest
 import torch
 
 from guardchain.core.context import RunContext
+from guardchain.core.guarded_edit import GuardedEdit, Participant, apply_guarded_edit
 from guardchain.core.registry import Registry, RegistrySettings
-from guardchain.core.results import EditPlan
+from guardchain.core.results import EditPlan, EditReport
 from guardchain.core.windows import TokenWindows
 
 pytest.importorskip("guardchain.adapters", reason="guardchain-adapters is not installed")
@@ -117,3 +120,62 @@ def load(guards_registry: Registry, tiny_dirs: dict[str, Path], tmp_path: Path) 
         return Loaded(adapter, handle, context, guards_registry)
 
     return do
+
+
+class ScaleEdit:
+    """A declared edit that multiplies parameters by factors (``nan`` writes one NaN instead); its plan's targets
+    are exactly the parameters it changes."""
+
+    def __init__(self, factors: dict[str, float]) -> None:
+        self.factors = factors
+
+    def plan(self, handle: Any, structure: Any) -> EditPlan:
+        return EditPlan(edit="scale", targets=tuple(self.factors))
+
+    def apply(self, handle: Any, plan: EditPlan) -> EditReport:
+        with torch.no_grad():
+            for name, factor in self.factors.items():
+                tensor = handle.model.get_parameter(name)
+                if factor != factor:  # NaN: one element
+                    tensor.view(-1)[0] = float("nan")
+                else:
+                    tensor.mul_(factor)
+        return EditReport(edit="scale", modules_changed=plan.targets, parameters_changed=len(plan.targets))
+
+
+@dataclass
+class GuardedRun:
+    """An edit applied through the kernel's :func:`apply_guarded_edit` under guards, with each report and config as
+    the JSON a certificate stores."""
+
+    loaded: Loaded
+    edited: GuardedEdit
+    names: list[str]
+    reports: list[dict[str, Any]]
+    configs: list[dict[str, Any]]
+
+
+def guarded_run(
+    registry: Registry, out: Path, edit: Any, guards: list[tuple[str, dict[str, Any]]], *, model: str = "tiny-gpt2"
+) -> GuardedRun:
+    """Load ``model`` (the packaged tiny GPT-2 with its KJV windows), prepare ``guards`` on it, apply ``edit`` (an
+    edit object, or ``("quant_rtn", {"bits": 2})``) through the kernel under them, and keep the rollback data."""
+    context = RunContext(run_id="guarded", seed=0, out_dir=out, registry=registry)
+    adapter = registry.create("adapter", "hf_auto", {}).instance
+    handle = adapter.load(model, context)
+    context.adapter, context.handle = adapter, handle
+    dataset = registry.create("dataset", "kjv_excerpt", {"seq_len": 128, "n_preview": 8, "n_final": 16, "seed": 0})
+    context.data = dataset.instance.load(context)
+    if isinstance(edit, tuple):
+        editor = Participant.of(registry.create("edit", edit[0], edit[1]), "edit")
+    else:
+        editor = Participant(edit, "scale", "edit 'scale' (test)", "edit", names=("scale",))
+    created = [registry.create("guard", name, config) for name, config in guards]
+    for capability in created:
+        capability.instance.prepare(handle, context)
+    edited = apply_guarded_edit(context, editor, [Participant.of(c, f"guards[{i}]") for i, c in enumerate(created)])
+    as_json = [json.loads(json.dumps(r.model_dump(mode="json"))) for r in edited.guard_reports]
+    configs = [json.loads(json.dumps(c.config.model_dump(mode="json"))) for c in created]
+    return GuardedRun(
+        Loaded(adapter, handle, context, registry), edited, [c.spec.name for c in created], as_json, configs
+    )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from guardchain.core.results import GuardStatus
+import guardchain.guards.invariants as invariants_module
+from guardchain.core.results import EditPlan, GuardStatus
 
 C_FC = "transformer.h.0.mlp.c_fc.weight"
 
@@ -52,6 +53,44 @@ def test_an_out_of_scope_change_is_named_and_an_in_scope_one_passes(load) -> Non
     assert codes(report) == [("INVARIANTS-OUT-OF-SCOPE", bias)]
     again = load("gpt2")
     assert run(again, mutate, (C_FC, bias)).status == GuardStatus.PASS
+
+
+def test_a_change_a_guard_announced_is_in_scope(load) -> None:
+    m = load("gpt2")
+    bias = "transformer.h.0.attn.c_attn.bias"
+
+    def mutate(m) -> None:
+        m.context.will_change_weights([bias])  # what a correcting guard does before it writes
+        m.param(bias).add_(1e-3)
+
+    report = run(m, mutate, (C_FC,))
+    assert report.status == GuardStatus.PASS, report.findings
+    assert bias in report.details["declared_scope"]
+
+
+def test_the_baseline_is_hashed_once_per_run_for_the_same_weights(load, monkeypatch) -> None:
+    m = load("gpt2")
+    calls: list[int] = []
+    real = invariants_module.tensor_digests
+
+    def counting(tensors):
+        calls.append(len(tensors))
+        return real(tensors)
+
+    monkeypatch.setattr(invariants_module, "tensor_digests", counting)
+    first, second = m.guard("invariants"), m.guard("invariants")
+    first.prepare(m.handle, m.context)
+    second.prepare(m.handle, m.context)
+    assert len(calls) == 1 and calls[0] == len(first._baseline.digests) - 1, "one hash of every distinct storage"
+    assert second._baseline.digests == first._baseline.digests
+    with torch.no_grad():
+        m.param(C_FC).mul_(1.0)  # same bits, but an in-place write: the memo may not vouch for it any more
+    m.guard("invariants").prepare(m.handle, m.context)
+    assert len(calls) == 2
+    m.context.edit_plan = EditPlan(edit="test", targets=(C_FC,))
+    first.after_edit(m.handle, m.context)
+    second.after_edit(m.handle, m.context)
+    assert len(calls) == 4, "after the edit each instance hashes what is out of scope itself"
 
 
 def test_compare_mode_does_not_check_scope(load) -> None:

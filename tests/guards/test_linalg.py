@@ -9,15 +9,13 @@ import pytest
 import torch
 
 from guardchain.guards.linalg import (
-    OUTLIER_FLOOR,
-    bbp_threshold,
     count_nonfinite,
     is_finite,
-    mp_edge,
     sketch,
     top_eigenvalue_psd,
     top_singular_values,
 )
+from guardchain.guards.mp import OUTLIER_FLOOR, bbp_threshold, mp_edge
 
 
 def gaussian(m: int, n: int, seed: int, scale: float = 1.0) -> torch.Tensor:

@@ -11,8 +11,9 @@ import pytest
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from guardchain.certify.pipeline import certify
+from guardchain.certify.request import CertifyPreset, CertifyRequest
 from guardchain.core import PLUGIN_API_VERSION, hookimpl
-from guardchain.core.certify import CertifyPreset, CertifyRequest, certify
 from guardchain.core.context import RunContext
 from guardchain.core.registry import Registry, RegistrySettings
 from guardchain.core.results import EditPlan, EditReport, GuardStatus

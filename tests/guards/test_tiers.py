@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from guardchain.guards.config_base import GuardConfig, overrides_from
+from guardchain.guards.invariants_config import InvariantsConfig
 from guardchain.guards.rmt_config import RMTConfig
 from guardchain.guards.spectral import SpectralGuard
 from guardchain.guards.spectral_config import SpectralConfig
-from guardchain.guards.tiers import TIERS, markdown_table, preset
+from guardchain.guards.tiers import TIERS, SpectralPreset, markdown_table, preset
 from guardchain.guards.variance import VarianceGuard
 from guardchain.guards.variance_config import VarianceConfig
 
@@ -52,6 +54,37 @@ def test_configs_reject_bad_values() -> None:
         VarianceConfig(max_step=1.5)
     with pytest.raises(ValidationError):
         SpectralConfig(kappa={"mlp": 3.0})  # type: ignore[dict-item]
+
+
+CONFIGS = {"invariants": InvariantsConfig, "spectral": SpectralConfig, "rmt": RMTConfig, "variance": VarianceConfig}
+
+
+@pytest.mark.parametrize("guard", sorted(CONFIGS))
+def test_each_knob_is_declared_once_and_the_config_derives_its_override(guard: str) -> None:
+    config = CONFIGS[guard]
+    preset_model = type(getattr(TIERS["balanced"], guard))
+    assert config.preset_model is preset_model and config.guard_name == guard
+    schema = config.model_json_schema()
+    for name, info in preset_model.model_fields.items():
+        assert info.description, f"{preset_model.__name__}.{name} has no description"
+        override = config.model_fields[name]
+        assert override.default is None
+        assert override.description and override.description.startswith(info.description)
+        assert schema["properties"][name]["description"] == override.description
+    assert all(prop.get("description") for prop in schema["properties"].values()), "every field is described"
+    assert schema.get("additionalProperties") is False, "extra keys are refused"
+    assert config().thresholds() == getattr(TIERS["balanced"], guard)
+
+
+def test_the_override_keeps_the_preset_bounds_and_a_knob_declared_twice_is_refused() -> None:
+    for bad in ({"kappa": {"attn": 0.0}}, {"sigma_scale": {"ffn": -1.0}}, {"deadband": float("inf")}):
+        with pytest.raises(ValidationError):
+            SpectralConfig(**bad)
+    with pytest.raises(TypeError, match="declare it there only"):
+
+        @overrides_from("spectral", SpectralPreset)
+        class Twice(GuardConfig):
+            kappa: float = 1.0
 
 
 @pytest.mark.parametrize("path", ["guards/README.md", "docs/guards/calibration.md"])

@@ -51,7 +51,7 @@ def test_a_small_drift_is_repaired_when_held_out_nll_improves(load) -> None:
     assert set(check["ids"]).isdisjoint(variance.details["calibration"]["ids"]), "held out from calibration"
     torch.testing.assert_close(m.param(f"{C_PROJ}.weight").detach(), original, rtol=1e-5, atol=1e-7)
     assert variance.measurements["max_abs_drift_after"] < 1e-5
-    # ...but the repair scaled it too: the correction ledger puts it in scope for the last invariants
+    # ...but the repair scaled it too, announced with will_change_weights: in scope for the last invariants
     assert invariants.status == GuardStatus.PASS, invariants.findings
 
 

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
@@ -185,22 +186,26 @@ def apply_guarded_edit(
         report = _call(edit, "apply", lambda: edit.instance.apply(handle, plan))
         _conform(
             edit,
-            conformance.edit_report_problems(report, plan, edit.names or (), edit.label, edit.path),
             report,
             EditReport,
+            lambda names: conformance.edit_report_problems(report, plan, names, edit.label, edit.path),
         )
         seconds = [0.0] * len(guards)
         for index, guard in enumerate(guards):
-            seconds[index] += _timed(
-                lambda g=guard: _call(g, "after_edit", lambda: g.instance.after_edit(handle, context))
-            )
+            began = time.perf_counter()
+            _call(guard, "after_edit", partial(guard.instance.after_edit, handle, context))
+            seconds[index] += time.perf_counter() - began
         reports: list[GuardReport] = []
         for index, guard in enumerate(guards):
             began = time.perf_counter()
-            guard_report = _call(guard, "finalize", lambda g=guard: g.instance.finalize(context))
+            guard_report = _call(guard, "finalize", partial(guard.instance.finalize, context))
             seconds[index] += time.perf_counter() - began
-            problems = conformance.guard_report_problems(guard_report, guard.names or (), guard.label, guard.path)
-            _conform(guard, problems, guard_report, GuardReport)
+            _conform(
+                guard,
+                guard_report,
+                GuardReport,
+                partial(conformance.guard_report_problems, guard_report, label=guard.label, path=guard.path),
+            )
             reports.append(guard_report)
     except GuardchainError as exc:
         if restore_on_failure:
@@ -214,6 +219,7 @@ def apply_guarded_edit(
     finally:
         context.edit_plan = None
         context.on_weights_change = None
+        context.corrected = set()
     return GuardedEdit(
         plan=plan,
         report=report,
@@ -236,15 +242,12 @@ def plan_edit(context: RunContext, edit: Participant) -> EditPlan:
     structure = adapter.describe(handle)
     plan = _call(edit, "plan", lambda: edit.instance.plan(handle, structure))
     _conform(
-        edit, conformance.edit_plan_problems(plan, edit.names or (), structure, edit.label, edit.path), plan, EditPlan
+        edit,
+        plan,
+        EditPlan,
+        lambda names: conformance.edit_plan_problems(plan, names, structure, edit.label, edit.path),
     )
     return plan  # type: ignore[no-any-return]
-
-
-def _timed(call: Callable[[], Any]) -> float:
-    began = time.perf_counter()
-    call()
-    return time.perf_counter() - began
 
 
 def _call(who: Participant, method: str, call: Callable[[], Any]) -> Any:
@@ -282,13 +285,18 @@ def _failure(
     return GuardchainError(problem, cause=cause)
 
 
-def _conform(who: Participant, problems: list[Problem], value: Any, cls: type[BaseModel]) -> None:
-    """Raise the contract problems of a registered capability's result (:mod:`guardchain.core.conformance`); a
-    caller's own object (``names`` is ``None``) is only type-checked."""
-    if who.names is None:
-        wrong = not isinstance(value, cls)
+def _conform(
+    who: Participant, value: Any, cls: type[BaseModel], problems_of: Callable[[tuple[str, ...]], list[Problem]]
+) -> None:
+    """Raise the contract problems of a registered capability's result (:mod:`guardchain.core.conformance`, given
+    the names the result may carry); a caller's own object (``names`` is ``None``) is only type-checked."""
+    if who.names is not None:
+        problems = problems_of(who.names)
+    elif isinstance(value, cls):
+        problems = []
+    else:
         what = f"{who.label} returned {type(value).__name__}, not {cls.__name__}"
-        problems = [Problem(ErrorCode.CAPABILITY_RESULT, what, path=who.path)] if wrong else []
+        problems = [Problem(ErrorCode.CAPABILITY_RESULT, what, path=who.path)]
     if problems:
         raise GuardchainError(problems)
 

@@ -1,10 +1,10 @@
-"""Plumbing every guard uses: the adapter, parameters by name, calibration windows, progress, and the report."""
+"""Plumbing every guard uses: the adapter, parameters by name, calibration windows and progress (the report's
+pieces are in :mod:`guardchain.guards.reporting`, which imports no torch)."""
 
 from __future__ import annotations
 
 import hashlib
-import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +14,6 @@ from guardchain.core.context import RunContext
 from guardchain.core.errors import GuardchainError
 from guardchain.core.handles import ModelHandle, ModelStructure, WeightFamily
 from guardchain.core.kinds import CapabilityKind
-from guardchain.core.results import Finding, GuardAction, GuardMode, GuardReport, GuardStatus
 from guardchain.guards.codes import GuardErrorCode
 
 #: tokens per synthetic calibration window when the context carries no data (kept short: tiny models have few
@@ -166,54 +165,3 @@ def _vocab_size(handle: ModelHandle, structure: ModelStructure) -> int:
             GuardErrorCode.DATA, "context.data is None and the model has no embedding to draw synthetic token ids"
         )
     return min(w.shape[0] for w in embeds)
-
-
-def finite_or_none(value: float) -> float | None:
-    """``value`` if finite, else ``None`` (reports stay valid JSON and compare equal across runs)."""
-    return float(value) if math.isfinite(value) else None
-
-
-def status_of(findings: Iterable[Finding]) -> GuardStatus:
-    """The worst severity among ``findings`` (``pass`` when there are none)."""
-    worst = GuardStatus.PASS
-    for finding in findings:
-        if finding.severity.severity > worst.severity:
-            worst = finding.severity
-    return worst
-
-
-def finding(
-    code: str, severity: GuardStatus, mode: GuardMode, message: str, target: str = "", **measurements: float
-) -> Finding:
-    """A finding; in ``monitor`` mode a ``fail`` becomes ``warn`` (monitor never fails). Non-finite measurements are
-    dropped (reports stay valid JSON)."""
-    if mode == GuardMode.MONITOR and severity == GuardStatus.FAIL:
-        severity = GuardStatus.WARN
-    return Finding(
-        code=code,
-        severity=severity,
-        message=message,
-        target=target,
-        measurements={k: float(v) for k, v in measurements.items() if math.isfinite(float(v))},
-    )
-
-
-def build_report(
-    guard: str,
-    mode: GuardMode,
-    findings: Sequence[Finding],
-    *,
-    actions: Sequence[GuardAction] = (),
-    measurements: dict[str, float] | None = None,
-    details: dict[str, Any] | None = None,
-) -> GuardReport:
-    """The :class:`GuardReport` whose status is the worst finding's severity (non-finite measurements dropped)."""
-    return GuardReport(
-        guard=guard,
-        mode=mode,
-        status=status_of(findings),
-        measurements={k: float(v) for k, v in (measurements or {}).items() if math.isfinite(float(v))},
-        findings=tuple(findings),
-        actions=tuple(actions),
-        details=details or {},
-    )

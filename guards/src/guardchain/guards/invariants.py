@@ -7,8 +7,8 @@ Checked after the edit against what ``prepare`` recorded on the baseline:
 3. **tied** parameters (the adapter's ``tied`` groups, and any names sharing storage in the baseline) still share
    storage, or at least hold bit-equal values;
 4. **no parameter changed outside the declared scope**: the edit plan's targets, names tied to them, and
-   parameters an earlier guard of this run corrected (the correction ledger of
-   :mod:`guardchain.guards.runstate`). Change means a different SHA-256 of the raw bytes. In compare mode
+   parameters an earlier guard of this edit announced it corrects (``context.corrected``, filled by
+   ``context.will_change_weights``). Change means a different SHA-256 of the raw bytes. In compare mode
    (``context.edit_plan is None``) there is no declared scope and this check is skipped (``details.scope_checked``);
 5. the subject's **log-probabilities on a fixed probe batch** (the first ``probe_tokens`` tokens of the first
    preview window, or seeded ids without data) are finite at every scored position.
@@ -16,9 +16,15 @@ Checked after the edit against what ``prepare`` recorded on the baseline:
 Any violation is a ``fail`` in gate mode (``warn`` in monitor mode): there is no statistical threshold, so no
 false-positive rate to calibrate; a null edit passes by construction (``calibration.md`` measures it anyway).
 
-Cost: SHA-256 of every distinct storage at ``prepare`` (about 0.3 s for SmolLM2-135M's 540 MB) and of the
-out-of-scope ones after the edit; one finite-sum reduction per tensor; one forward pass of ``probe_tokens``
-tokens. Nothing is corrected, so there are never actions.
+Cost: SHA-256 of every distinct storage at ``prepare`` (about 0.3 s for SmolLM2-135M's 540 MB), computed once
+per run for the same weights: a second ``invariants`` of the chain reuses the first one's digests through the run
+memo (:func:`baseline_digests`); after the edit, SHA-256 of the out-of-scope storages (always fresh: that is the
+check); one finite-sum reduction per tensor; one forward pass of ``probe_tokens`` tokens. Nothing is corrected, so
+there are never actions.
+
+Measurement and decision are separate: this module records the evidence (what changed, by kind); the findings,
+status and counts come from the pure :func:`guardchain.guards.invariants_decide.build_report`, which
+``guardchain verify`` re-runs on the recorded evidence.
 """
 
 from __future__ import annotations
@@ -33,21 +39,13 @@ import torch
 
 from guardchain.core.context import RunContext
 from guardchain.core.handles import ModelHandle
-from guardchain.core.results import Finding, GuardMode, GuardReport, GuardStatus
+from guardchain.core.results import GuardMode, GuardReport
 from guardchain.guards.capture import model_sketch
-from guardchain.guards.codes import FindingCode
-from guardchain.guards.common import (
-    build_report,
-    finding,
-    preview_rows,
-    require,
-    resolve_adapter,
-    torch_model,
-)
+from guardchain.guards.common import preview_rows, require, resolve_adapter, torch_model
 from guardchain.guards.invariants_config import InvariantsConfig
+from guardchain.guards.invariants_decide import InvariantsEvidence, build_report, thresholds
 from guardchain.guards.linalg import count_nonfinite, is_finite
 from guardchain.guards.runstate import run_state
-from guardchain.guards.tiers import InvariantsPreset, preset
 
 NAME = "invariants"
 
@@ -73,6 +71,25 @@ def tensor_digests(tensors: Mapping[str, torch.Tensor]) -> dict[str, str]:
         return dict(zip(tensors, pool.map(tensor_digest, tensors.values()), strict=True))
 
 
+def baseline_digests(
+    model: torch.nn.Module, distinct: Mapping[str, torch.Tensor], context: RunContext
+) -> dict[str, str]:
+    """:func:`tensor_digests` of ``distinct`` (the model's distinct storages), computed once per run for the same
+    weights: memoised in the run memo under the model's value sketch (:func:`guardchain.guards.capture.model_sketch`)
+    and every parameter's storage address and torch version counter (bumped by every in-place write), so the key
+    changes whenever the weights could have changed; the canonical chain's second ``invariants`` reuses the first's.
+    """
+    versions = tuple(
+        (name, p.data_ptr(), int(getattr(p, "_version", -1)), tuple(p.shape), str(p.dtype))
+        for name, p in model.named_parameters(remove_duplicate=False)
+    )
+    key = ("sha256", model_sketch(model), versions, tuple(distinct))
+    memo = run_state(context).memo
+    if key not in memo:
+        memo[key] = tensor_digests(distinct)
+    return dict(memo[key])
+
+
 @dataclass
 class _Snapshot:
     shapes: dict[str, tuple[int, ...]]
@@ -89,9 +106,7 @@ class InvariantsGuard:
     def __init__(self, config: InvariantsConfig | None = None) -> None:
         self.config = config if config is not None else InvariantsConfig()
         self.mode = GuardMode(self.config.mode)
-        resolved = preset("invariants", self.config.tier, self.config.overrides())
-        assert isinstance(resolved, InvariantsPreset)
-        self.thresholds = resolved
+        self.thresholds = thresholds(self.config)
         self._baseline: _Snapshot | None = None
         self._report: GuardReport | None = None
 
@@ -113,7 +128,7 @@ class InvariantsGuard:
             if ptr == 0 or ptr not in first:
                 first.setdefault(ptr, name)
                 distinct[name] = param
-        hashed = tensor_digests(distinct)
+        hashed = baseline_digests(model, distinct, context)
         digests = {name: hashed[name] if name in hashed else hashed[first[storage[name]]] for name in shapes}
         groups: dict[int, list[str]] = {}
         for name, ptr in storage.items():
@@ -125,84 +140,50 @@ class InvariantsGuard:
         self._report = None
 
     def after_edit(self, subject: ModelHandle, context: RunContext) -> None:
-        """Check the subject against the baseline record (see the module docstring)."""
+        """Check the subject against the baseline record, record what was found and decide
+        (:func:`guardchain.guards.invariants_decide.build_report`)."""
         require(self._baseline is not None, "invariants.after_edit called before prepare")
         assert self._baseline is not None
         base = self._baseline
-        mode = self.mode
         model = torch_model(subject)
         params = dict(model.named_parameters(remove_duplicate=False))
-        findings: list[Finding] = []
-        fail = GuardStatus.FAIL
-        for name in sorted(set(base.shapes) - set(params)):
-            findings.append(finding(FindingCode.INV_PARAM_MISSING, fail, mode, f"parameter {name} is gone", name))
-        for name in sorted(set(params) - set(base.shapes)):
-            findings.append(finding(FindingCode.INV_PARAM_ADDED, fail, mode, f"parameter {name} is new", name))
+        shape_changed: list[dict[str, object]] = []
+        dtype_changed: list[dict[str, object]] = []
         comparable: list[str] = []
         for name in sorted(set(params) & set(base.shapes)):
             param = params[name]
             if tuple(param.shape) != base.shapes[name]:
-                findings.append(
-                    finding(
-                        FindingCode.INV_SHAPE,
-                        fail,
-                        mode,
-                        f"{name} changed shape from {list(base.shapes[name])} to {list(param.shape)}",
-                        name,
-                    )
-                )
+                shape_changed.append({"name": name, "base": list(base.shapes[name]), "subject": list(param.shape)})
             elif str(param.dtype) != base.dtypes[name]:
-                findings.append(
-                    finding(
-                        FindingCode.INV_DTYPE,
-                        fail,
-                        mode,
-                        f"{name} changed dtype {base.dtypes[name]} -> {param.dtype}",
-                        name,
-                    )
-                )
+                dtype_changed.append({"name": name, "base": base.dtypes[name], "subject": str(param.dtype)})
             else:
                 comparable.append(name)
-        findings += self._nonfinite(model, mode)
-        findings += self._ties(params, mode)
         scope_checked = context.edit_plan is not None
-        out_of_scope: list[str] = []
-        if scope_checked:
-            out_of_scope = self._out_of_scope(params, comparable, context)
-            for name in out_of_scope:
-                findings.append(
-                    finding(
-                        FindingCode.INV_OUT_OF_SCOPE,
-                        fail,
-                        mode,
-                        f"{name} changed but is not in the edit's declared scope",
-                        name,
-                    )
-                )
+        scope = self._scope(context) if scope_checked else None
+        violations = {
+            "missing": sorted(set(base.shapes) - set(params)),
+            "added": sorted(set(params) - set(base.shapes)),
+            "shape_changed": shape_changed,
+            "dtype_changed": dtype_changed,
+            "nonfinite": self._nonfinite(model),
+            "tie_broken": self._ties(params),
+            "out_of_scope": self._out_of_scope(params, comparable, scope) if scope is not None else [],
+        }
         probe: dict[str, object] = {"checked": False}
         if self.config.check_logits:
-            probe = self._probe(subject, context, findings)
-        nonfinite_names = [f.target for f in findings if f.code == FindingCode.INV_NONFINITE]
-        self._report = build_report(
-            NAME,
-            mode,
-            findings,
-            measurements={
-                "parameters": float(len(params)),
-                "violations": float(len(findings)),
-                "nonfinite_tensors": float(len(nonfinite_names)),
-                "out_of_scope": float(len(out_of_scope)),
-                "tied_groups": float(len(base.tied)),
-            },
-            details={
+            probe = self._probe(subject, context)
+        evidence = InvariantsEvidence.model_validate(
+            {
+                "parameters": len(params),
                 "scope_checked": scope_checked,
-                "declared_scope": sorted(self._scope(params, context)) if scope_checked else None,
+                "declared_scope": sorted(scope) if scope is not None else None,
                 "tied_groups": [list(g) for g in base.tied],
                 "baseline_nonfinite": list(base.nonfinite),
+                "violations": violations,
                 "probe": probe,
-                "tier": self.config.tier,
-            },
+            }
         )
+        self._report = build_report(evidence, self.config)
 
     def finalize(self, context: RunContext) -> GuardReport:
         """The report of the last ``after_edit``."""
@@ -213,30 +194,19 @@ class InvariantsGuard:
     # -- checks -----------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _nonfinite(model: torch.nn.Module, mode: GuardMode) -> list[Finding]:
-        found: list[Finding] = []
+    def _nonfinite(model: torch.nn.Module) -> list[dict[str, object]]:
         tensors = [(n, p) for n, p in model.named_parameters()] + [
             (f"buffer:{n}", b) for n, b in model.named_buffers() if b.dtype.is_floating_point
         ]
-        for name, tensor in tensors:
-            if not is_finite(tensor):
-                count = count_nonfinite(tensor)
-                found.append(
-                    finding(
-                        FindingCode.INV_NONFINITE,
-                        GuardStatus.FAIL,
-                        mode,
-                        f"{name} holds {count} non-finite value(s) (NaN or inf)",
-                        name,
-                        nonfinite=count,
-                        numel=tensor.numel(),
-                    )
-                )
-        return found
+        return [
+            {"name": name, "nonfinite": count_nonfinite(tensor), "numel": tensor.numel()}
+            for name, tensor in tensors
+            if not is_finite(tensor)
+        ]
 
-    def _ties(self, params: Mapping[str, torch.Tensor], mode: GuardMode) -> list[Finding]:
+    def _ties(self, params: Mapping[str, torch.Tensor]) -> list[dict[str, object]]:
         assert self._baseline is not None
-        found: list[Finding] = []
+        found: list[dict[str, object]] = []
         for group in self._baseline.tied:
             members = [params[n] for n in group if n in params]
             if len(members) < 2:
@@ -247,20 +217,14 @@ class InvariantsGuard:
                     continue
                 if other.shape == first.shape and other.dtype == first.dtype and torch.equal(other, first):
                     continue
-                found.append(
-                    finding(
-                        FindingCode.INV_TIE_BROKEN,
-                        GuardStatus.FAIL,
-                        mode,
-                        f"{name} is no longer tied to {group[0]}: different storage and different values",
-                        name,
-                    )
-                )
+                found.append({"name": name, "tied_to": group[0]})
         return found
 
-    def _scope(self, params: Mapping[str, torch.Tensor], context: RunContext) -> set[str]:
+    def _scope(self, context: RunContext) -> set[str]:
+        """The plan's targets and the parameters guards announced (``context.corrected``), with every name tied to
+        them or sharing their storage in the baseline."""
         assert self._baseline is not None and context.edit_plan is not None
-        declared = set(context.edit_plan.targets) | run_state(context).corrected(context)
+        declared = set(context.edit_plan.targets) | set(context.corrected)
         for group in self._baseline.tied:
             if declared & set(group):
                 declared |= set(group)
@@ -268,9 +232,8 @@ class InvariantsGuard:
         declared |= {n for n, ptr in self._baseline.storage.items() if ptr in ptrs}
         return declared
 
-    def _out_of_scope(self, params: Mapping[str, torch.Tensor], names: list[str], context: RunContext) -> list[str]:
+    def _out_of_scope(self, params: Mapping[str, torch.Tensor], names: list[str], scope: set[str]) -> list[str]:
         assert self._baseline is not None
-        scope = self._scope(params, context)
         outside = [name for name in names if name not in scope]
         by_ptr: dict[int, str] = {}
         for name in outside:
@@ -279,7 +242,7 @@ class InvariantsGuard:
         changed = {name for name, digest in hashed.items() if digest != self._baseline.digests[name]}
         return [name for name in outside if by_ptr[params[name].data_ptr()] in changed]
 
-    def _probe(self, subject: ModelHandle, context: RunContext, findings: list[Finding]) -> dict[str, object]:
+    def _probe(self, subject: ModelHandle, context: RunContext) -> dict[str, object]:
         adapter = resolve_adapter(subject, context)
         structure = adapter.describe(subject)
         rows = preview_rows(context, subject, structure, count=1, tokens=self.thresholds.probe_tokens)
@@ -291,16 +254,4 @@ class InvariantsGuard:
             scored = torch.as_tensor(adapter.token_logprobs(subject, batch))[:, 1:]
             memo[key] = (int((~torch.isfinite(scored)).sum()), int(scored.numel()))
         bad, numel = memo[key]
-        if bad:
-            findings.append(
-                finding(
-                    FindingCode.INV_LOGITS,
-                    GuardStatus.FAIL,
-                    self.mode,
-                    f"{bad} of {numel} log-probabilities on the probe batch are not finite",
-                    "probe",
-                    nonfinite=bad,
-                    scored=numel,
-                )
-            )
         return {"checked": True, "nonfinite": bad, "scored": numel, **rows.describe()}

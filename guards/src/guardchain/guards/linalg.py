@@ -1,5 +1,5 @@
-"""Spectral kernels shared by ``spectral`` and ``rmt``: top singular values by Golub-Kahan-Lanczos, the
-Marchenko-Pastur bulk edge, stable rank, and a cheap change sketch.
+"""Spectral kernels shared by ``spectral`` and ``rmt``: top singular values by Golub-Kahan-Lanczos (resolved down
+to twice the Marchenko-Pastur edge of :mod:`guardchain.guards.mp`), stable rank, and a cheap change sketch.
 
 Cost model (``W`` is ``m x n``, ``k = min(m, n)``):
 
@@ -19,12 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from guardchain.guards.mp import OUTLIER_FLOOR, mp_edge, outlier_count
+
 #: Weight of the random part of a warm start vector (relative to the unit warm vector).
 WARM_MIX = 0.3
-
-#: Every spectrum computed here resolves all singular values above this multiple of the MP edge, so that RMT
-#: outlier counts with any allowed margin (>= 1.0) can be read from it.
-OUTLIER_FLOOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -58,33 +56,8 @@ class Spectrum:
         return mp_edge(self.shape[0], self.shape[1], self.fro2)
 
     def outliers(self, margin: float) -> int:
-        """Singular values above ``(1 + margin) * edge``; needs ``1 + margin >= OUTLIER_FLOOR``."""
-        if 1.0 + margin < OUTLIER_FLOOR - 1e-12:
-            raise ValueError(f"margin {margin} is below the resolved floor {OUTLIER_FLOOR - 1}")
-        limit = (1.0 + margin) * self.edge
-        return sum(1 for value in self.values if value > limit)
-
-
-def mp_edge(m: int, n: int, fro2: float) -> float:
-    """Largest singular value of an ``m x n`` matrix of i.i.d. noise with the same total energy as ``W``.
-
-    Marchenko & Pastur (1967); the edge of the singular values of an ``m x n`` matrix with i.i.d. entries of
-    variance ``s^2`` is ``s (sqrt(m) + sqrt(n))`` as ``m, n -> inf`` (Geman 1980; Bai & Yin 1993). The scale is
-    fitted by the second moment: the MP law's mean squared singular value per entry is ``s^2``, so
-    ``s^2 = ||W||_F^2 / (m n)``.
-    """
-    if m <= 0 or n <= 0:
-        raise ValueError("a matrix has positive dimensions")
-    return math.sqrt(max(fro2, 0.0) / (m * n)) * (math.sqrt(m) + math.sqrt(n))
-
-
-def bbp_threshold(m: int, n: int, s: float) -> float:
-    """Strength ``theta`` above which a rank-one spike ``theta u v^T`` added to ``m x n`` noise of entry scale ``s``
-    separates from the bulk: ``theta_c = s (m n)^(1/4)`` (Baik, Ben Arous & Peche 2005; Benaych-Georges & Nadakuditi
-    2012, for the rectangular case). Above it the top singular value converges to
-    ``sqrt((theta^2 + s^2 m)(theta^2 + s^2 n)) / theta``, which exceeds the edge ``s (sqrt(m) + sqrt(n))``.
-    """
-    return float(s * (m * n) ** 0.25)
+        """Singular values above ``(1 + margin) * edge`` (:func:`guardchain.guards.mp.outlier_count`)."""
+        return outlier_count(self.values, self.edge, margin)
 
 
 _PROBES: dict[tuple[int, str, torch.dtype], torch.Tensor] = {}

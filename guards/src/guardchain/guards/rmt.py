@@ -20,7 +20,7 @@ whatever ``T``.
 
 **(b) Weight-spectrum outliers.** For each weight matrix ``W`` (``m x n``) of the configured families, the MP
 bulk edge for its aspect ratio and moment-fitted scale is ``s (sqrt(m) + sqrt(n))`` with ``s^2 = ||W||_F^2 /
-(m n)`` (:func:`guardchain.guards.linalg.mp_edge`); singular values above ``(1 + margin)`` times that edge are
+(m n)`` (:func:`guardchain.guards.mp.mp_edge`); singular values above ``(1 + margin)`` times that edge are
 **outliers** (spikes beyond the bulk: Baik, Ben Arous & Peche 2005; Martin & Mahoney 2021 on trained weights).
 Per family the outlier counts are summed; a family violates when
 ``|C - C_base| > outlier_tolerance_f * C_base + outlier_slack``. The margin is applied, unlike InvarLock's,
@@ -31,6 +31,10 @@ of outliers), shared with ``spectral`` through the run memo; nothing for matrice
 
 Any violation (or non-finite activations / weights) fails in gate mode and warns in monitor mode; ``rmt`` never
 corrects anything.
+
+Measurement and decision are separate: this module measures (torch) and records the evidence (per-site edge
+risks, the changed matrices' spectra above twice their edge); the decision is the pure function
+:func:`guardchain.guards.rmt_decide.build_report`, which ``guardchain verify`` re-runs on the recorded evidence.
 """
 
 from __future__ import annotations
@@ -44,14 +48,10 @@ import torch
 
 from guardchain.core.context import RunContext
 from guardchain.core.handles import ModelHandle, SiteRef
-from guardchain.core.results import Finding, GuardMode, GuardReport, GuardStatus
+from guardchain.core.results import GuardMode, GuardReport
 from guardchain.guards.capture import SiteStats, capture
-from guardchain.guards.codes import FindingCode
 from guardchain.guards.common import (
     WindowRows,
-    build_report,
-    finding,
-    finite_or_none,
     parameter,
     preview_rows,
     progress,
@@ -60,8 +60,9 @@ from guardchain.guards.common import (
     torch_model,
 )
 from guardchain.guards.linalg import top_eigenvalue_psd
+from guardchain.guards.reporting import finite_or_none
 from guardchain.guards.rmt_config import RMTConfig
-from guardchain.guards.tiers import RMTPreset, preset
+from guardchain.guards.rmt_decide import RMTEvidence, build_report, thresholds
 from guardchain.guards.weights import MatrixInput, MatrixRecord, matrices_in, measure_all
 
 NAME = "rmt"
@@ -114,9 +115,7 @@ class RMTGuard:
     def __init__(self, config: RMTConfig | None = None) -> None:
         self.config = config if config is not None else RMTConfig()
         self.mode = GuardMode(self.config.mode)
-        resolved = preset("rmt", self.config.tier, self.config.overrides())
-        assert isinstance(resolved, RMTPreset)
-        self.thresholds = resolved
+        self.thresholds = thresholds(self.config)
         self._baseline: _Measured | None = None
         self._report: GuardReport | None = None
 
@@ -126,141 +125,50 @@ class RMTGuard:
         self._report = None
 
     def after_edit(self, subject: ModelHandle, context: RunContext) -> None:
-        """Measure the subject the same way and compare family by family."""
+        """Measure the subject the same way, record the evidence and decide
+        (:func:`guardchain.guards.rmt_decide.build_report`)."""
         require(self._baseline is not None, "rmt.after_edit called before prepare")
         assert self._baseline is not None
         base = self._baseline
         current = self._measure(subject, context, base)
-        t = self.thresholds
-        mode = self.mode
-        findings: list[Finding] = []
-        measurements: dict[str, float] = {}
-        edge_details: dict[str, dict[str, object]] = {}
-        for family in sorted({e.family for e in base.sites.values()}):
-            before = [e for e in base.sites.values() if e.family == family]
-            after = [current.sites[e.site] for e in before if e.site in current.sites]
-            if not all(e.finite for e in after) or not all(e.finite for e in before):
-                bad = [e.site for e in after if not e.finite]
-                findings.append(
-                    finding(
-                        FindingCode.RMT_NONFINITE,
-                        GuardStatus.FAIL,
-                        mode,
-                        f"{family}: non-finite activations at {bad or 'the baseline'}",
-                        family,
-                    )
-                )
-                continue
-            r_base = max(e.r for e in before)
-            r_cur = max(e.r for e in after)
-            epsilon = float(t.epsilon[family])  # type: ignore[index]
-            limit = (1.0 + epsilon) * r_base
-            measurements[f"{family}.edge_risk_base"] = r_base
-            measurements[f"{family}.edge_risk"] = r_cur
-            measurements[f"{family}.edge_ratio"] = r_cur / r_base if r_base > 0 else 1.0
-            deltas = sorted(
-                ((current.sites[e.site].r / e.r - 1.0 if e.r > 0 else 0.0, e.site) for e in before),
-                key=lambda item: -abs(item[0]),
-            )
-            edge_details[family] = {
-                "edge_risk_base": r_base,
-                "edge_risk": r_cur,
-                "epsilon": epsilon,
-                "limit": limit,
-                "sites": len(before),
-                "top_site_deltas": [{"site": s, "relative_change": d} for d, s in deltas[:3]],
+        sites = {
+            site: {
+                "family": risk.family,
+                "base": finite_or_none(risk.r),
+                "subject": finite_or_none(current.sites[site].r) if site in current.sites else None,
             }
-            if r_base > 0 and r_cur > limit:
-                findings.append(
-                    finding(
-                        FindingCode.RMT_EDGE,
-                        GuardStatus.FAIL,
-                        mode,
-                        f"{family}: activation edge risk {r_cur:.4g} > (1 + {epsilon:g}) x baseline {r_base:.4g}",
-                        family,
-                        edge_risk=r_cur,
-                        edge_risk_base=r_base,
-                        limit=limit,
-                    )
-                )
-        outlier_details: dict[str, dict[str, object]] = {}
-        for family in sorted({m.family for m in base.matrices.values()}):
-            names = [n for n, m in base.matrices.items() if m.family == family]
-            broken = [n for n in names if n in current.matrices and not current.matrices[n].finite]
-            if broken:
-                findings.append(
-                    finding(
-                        FindingCode.RMT_NONFINITE,
-                        GuardStatus.FAIL,
-                        mode,
-                        f"{family}: non-finite weights in {broken}",
-                        family,
-                    )
-                )
+            for site, risk in base.sites.items()
+        }
+        changed: list[dict[str, object]] = []
+        unchanged: dict[str, list[dict[str, object]]] = {}
+        for name, record in base.matrices.items():
+            now = current.matrices.get(name)
+            if now is not None and now.reused:
+                unchanged.setdefault(record.family, []).append(_spectrum(record))  # type: ignore[arg-type]
                 continue
-            count_base = sum(self._count(base.matrices[n]) for n in names)
-            count = sum(self._count(current.matrices[n]) for n in names if n in current.matrices)
-            tolerance = float(t.outlier_tolerance[family])  # type: ignore[index]
-            allowed = tolerance * count_base + t.outlier_slack
-            measurements[f"{family}.outliers_base"] = count_base
-            measurements[f"{family}.outliers"] = count
-            changed = sorted(
-                (
-                    (self._count(current.matrices[n]) - self._count(base.matrices[n]), n)
-                    for n in names
-                    if n in current.matrices
-                ),
-                key=lambda item: (-abs(item[0]), item[1]),
+            changed.append(
+                {
+                    "name": name,
+                    "family": record.family,
+                    "base": _spectrum(record),
+                    "subject": _spectrum(now) if now is not None else None,
+                    "missing": now is None,
+                }
             )
-            outlier_details[family] = {
-                "outliers_base": count_base,
-                "outliers": count,
-                "allowed_change": allowed,
-                "matrices": len(names),
-                "top_matrix_changes": [{"name": n, "change": c} for c, n in changed[:3] if c != 0],
-            }
-            if abs(count - count_base) > allowed:
-                findings.append(
-                    finding(
-                        FindingCode.RMT_OUTLIERS,
-                        GuardStatus.FAIL,
-                        mode,
-                        f"{family}: {count} singular values beyond (1 + {t.margin:g}) x MP edge, baseline "
-                        f"{count_base} (allowed change {allowed:.3g})",
-                        family,
-                        outliers=count,
-                        outliers_base=count_base,
-                        allowed_change=allowed,
-                    )
-                )
-        measurements["violations"] = float(len(findings))
-        self._report = build_report(
-            NAME,
-            mode,
-            findings,
-            measurements=measurements,
-            details={
-                "tier": self.config.tier,
-                "thresholds": t.model_dump(mode="json"),
-                "edge_risk": edge_details,
-                "outliers": outlier_details,
-                "sites": {
-                    s: {"base": finite_or_none(e.r), "subject": finite_or_none(current.sites[s].r)}
-                    for s, e in base.sites.items()
-                    if s in current.sites
-                },
+        evidence = RMTEvidence.model_validate(
+            {
+                "sites": sites,
+                "weights": {"changed": changed, "unchanged": unchanged},
                 "calibration": current.rows.describe() if current.rows is not None else None,
-            },
+            }
         )
+        self._report = build_report(evidence, self.config)
 
     def finalize(self, context: RunContext) -> GuardReport:
         """The report of the last ``after_edit``."""
         require(self._report is not None, "rmt.finalize called before after_edit")
         assert self._report is not None
         return self._report
-
-    def _count(self, record: MatrixRecord) -> int:
-        return record.spectrum.outliers(self.thresholds.margin) if record.spectrum is not None else 0
 
     def _measure(self, handle: ModelHandle, context: RunContext, base: _Measured | None) -> _Measured:
         adapter = resolve_adapter(handle, context)
@@ -312,3 +220,16 @@ class RMTGuard:
         )
         out.matrices = {r.name: r for r in records}
         return out
+
+
+def _spectrum(record: MatrixRecord) -> dict[str, object] | None:
+    """The evidence of one measured spectrum (:class:`~guardchain.guards.rmt_decide.SpectrumEvidence`), ``None``
+    when the matrix (or its energy) is not finite."""
+    spectrum = record.spectrum
+    if not record.finite or spectrum is None:
+        return None
+    values = [float(v) for v in spectrum.values]
+    edge = spectrum.edge
+    if not (math.isfinite(edge) and all(math.isfinite(v) for v in values)):
+        return None
+    return {"edge": edge, "values": values}

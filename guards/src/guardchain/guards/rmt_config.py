@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from pydantic import Field
 
-from guardchain.guards.config_base import GuardConfig
-from guardchain.guards.tiers import Family
+from guardchain.guards.config_base import GuardConfig, overrides_from
+from guardchain.guards.tiers import Family, RMTPreset
 
 _DEFAULT_SITES: dict[Family, tuple[str, ...]] = {"attn": ("blocks[*].attn.output",), "ffn": ("blocks[*].mlp.output",)}
 
 
+@overrides_from("rmt", RMTPreset)
 class RMTConfig(GuardConfig):
     """``rmt``: activation edge risk and weight-spectrum outliers against the Marchenko-Pastur law."""
-
-    preset_fields: ClassVar[tuple[str, ...]] = ("epsilon", "margin", "outlier_tolerance", "outlier_slack")
 
     activation_sites: dict[Family, tuple[str, ...]] = Field(
         default_factory=lambda: dict(_DEFAULT_SITES),
@@ -34,9 +31,3 @@ class RMTConfig(GuardConfig):
     window_tokens: int = Field(
         default=64, ge=8, description="Tokens taken from the start of each calibration window (2 x 64 = 128 tokens)."
     )
-    epsilon: dict[Family, float] | None = Field(default=None, description="Per family, the edge-risk band.")
-    margin: float | None = Field(default=None, ge=1.0, description="Outlier: sigma > (1 + margin) * MP edge.")
-    outlier_tolerance: dict[Family, float] | None = Field(
-        default=None, description="Per family, allowed relative change of the outlier count."
-    )
-    outlier_slack: int | None = Field(default=None, ge=0, description="Allowed absolute change of a family count.")

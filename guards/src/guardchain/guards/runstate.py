@@ -1,15 +1,18 @@
 """State the guards of one run share, attached to that run's :class:`~guardchain.core.context.RunContext`.
 
-Three things, all scoped to the context object (they disappear with it, so two runs never see each other's):
+Two things, both scoped to the context object (they disappear with it, so two runs never see each other's):
 
 * a memo of pure functions of the weights: spectra keyed by the matrix's name, value sketch and start vector
   source, so ``spectral`` and ``rmt`` compute each spectrum once per phase; the invariants probe keyed by a sketch
-  of every parameter (each entry is a function of its key only: the memo never changes a result);
+  of every parameter; the baseline's SHA-256 digests keyed by that sketch and every parameter's storage and version
+  counter, so the chain's second ``invariants`` does not hash the weights again (each entry is a function of its
+  key only: the memo never changes a result);
 * a memo of activation statistics, keyed by a sketch of every parameter, the token rows and the sites, so
-  ``rmt`` and ``variance`` share one hooked forward over the calibration windows;
-* the **correction ledger**: parameters a guard changed (spectral caps, variance scales) for the current edit
-  plan, which ``invariants`` adds to the edit's declared scope — a guard's own correction is not an
-  out-of-scope change, any other change is.
+  ``rmt`` and ``variance`` share one hooked forward over the calibration windows.
+
+Which parameters guards corrected is the kernel's business, not this module's: a guard calls
+``context.will_change_weights(names)`` before it writes, the runner copies just those tensors, and
+``context.corrected`` lists them for ``invariants``.
 """
 
 from __future__ import annotations
@@ -27,19 +30,6 @@ class RunState:
 
     memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)
     captures: list[tuple[tuple[Any, ...], frozenset[str], Any]] = field(default_factory=list)
-    corrections: dict[int, set[str]] = field(default_factory=dict)
-
-    def record_corrections(self, context: RunContext, names: set[str]) -> None:
-        """Add ``names`` (parameters a guard changed) to the ledger of the context's current edit plan."""
-        self.corrections.setdefault(_plan_key(context), set()).update(names)
-
-    def corrected(self, context: RunContext) -> set[str]:
-        """Parameters changed by guards for the context's current edit plan."""
-        return set(self.corrections.get(_plan_key(context), set()))
-
-
-def _plan_key(context: RunContext) -> int:
-    return id(context.edit_plan) if context.edit_plan is not None else 0
 
 
 _STATES: dict[int, tuple[weakref.ReferenceType[RunContext], RunState]] = {}

@@ -14,7 +14,7 @@ ratios; NLL effects are nats per token.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,70 +24,85 @@ FAMILIES: tuple[Family, ...] = ("attn", "ffn", "embed", "other")
 
 
 class _Preset(BaseModel):
+    """Base of the presets. Each field is declared once, here: its type, bounds and description. The guard's config
+    derives its override field from it (:func:`guardchain.guards.config_base.overrides_from`)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: a per-family positive number (a null scale, a cap)
+PositivePerFamily = dict[Family, Annotated[float, Field(gt=0, allow_inf_nan=False)]]
+#: a per-family non-negative number (a relative band)
+NonNegativePerFamily = dict[Family, Annotated[float, Field(ge=0, allow_inf_nan=False)]]
+
+
 class InvariantsPreset(_Preset):
-    """invariants has no statistical threshold: a violation is a violation in every tier.
+    """invariants has no statistical threshold: a violation is a violation in every tier."""
 
-    :ivar probe_tokens: tokens of the fixed probe batch whose log-probabilities must be finite.
-    """
-
-    probe_tokens: int = Field(ge=2, le=4096)
+    probe_tokens: int = Field(
+        ge=2, le=4096, description="Tokens of the fixed probe batch whose log-probabilities must be finite."
+    )
 
 
 class SpectralPreset(_Preset):
-    """Thresholds of ``spectral`` (see :mod:`guardchain.guards.spectral` for the statistic).
+    """Thresholds of ``spectral`` (see :mod:`guardchain.guards.spectral` for the statistic)."""
 
-    :ivar sigma_scale: per family, the null scale tau of ``ln(sigma_1 / sigma_1,base)``: z = log ratio / tau.
-    :ivar srank_scale: per family, the null scale of ``ln(srank / srank_base)``.
-    :ivar kappa: per family, the cap on |z| (both statistics).
-    :ivar deadband: |log ratio| at or below which a change is treated as none (numerical jitter of the estimator).
-    :ivar alpha: Benjamini-Hochberg false-discovery level across families.
-    :ivar max_caps: violations that gate mode may correct; more fail the guard.
-    """
-
-    sigma_scale: dict[Family, float]
-    srank_scale: dict[Family, float]
-    kappa: dict[Family, float]
-    deadband: float = Field(ge=0)
-    alpha: float = Field(gt=0, lt=1)
-    max_caps: int = Field(ge=0)
+    sigma_scale: PositivePerFamily = Field(
+        description="Per family, the null scale tau of ln(sigma_1 / sigma_1,base): z = log ratio / tau."
+    )
+    srank_scale: PositivePerFamily = Field(description="Per family, the null scale of ln(srank / srank_base).")
+    kappa: PositivePerFamily = Field(description="Per family, the cap on |z| (both statistics).")
+    deadband: float = Field(
+        ge=0,
+        allow_inf_nan=False,
+        description="|log ratio| at or below which a change counts as none (numerical jitter of the estimator).",
+    )
+    alpha: float = Field(gt=0, lt=1, description="Benjamini-Hochberg false-discovery level across families.")
+    max_caps: int = Field(ge=0, description="Violations that gate mode may correct; more fail the guard.")
 
 
 class RMTPreset(_Preset):
-    """Thresholds of ``rmt`` (see :mod:`guardchain.guards.rmt`).
+    """Thresholds of ``rmt`` (see :mod:`guardchain.guards.rmt`)."""
 
-    :ivar epsilon: per family, the band on activation edge risk: violation if r > (1 + epsilon) * r_base.
-    :ivar margin: a weight singular value is an outlier if it exceeds (1 + margin) times the MP bulk edge.
-    :ivar outlier_tolerance: per family, allowed relative change of the family's outlier count.
-    :ivar outlier_slack: allowed absolute change of a family's outlier count on top of the relative tolerance.
-    """
-
-    epsilon: dict[Family, float]
-    margin: float = Field(ge=1.0)
-    outlier_tolerance: dict[Family, float]
-    outlier_slack: int = Field(ge=0)
+    epsilon: NonNegativePerFamily = Field(
+        description="Per family, the band on activation edge risk: violation if r > (1 + epsilon) r_base."
+    )
+    margin: float = Field(
+        ge=1.0,
+        allow_inf_nan=False,
+        description="A weight singular value is an outlier above (1 + margin) times "
+        "the MP bulk edge (>= 1: spectra are resolved down to twice the edge).",
+    )
+    outlier_tolerance: NonNegativePerFamily = Field(
+        description="Per family, the allowed relative change of the family's outlier count."
+    )
+    outlier_slack: int = Field(
+        ge=0, description="Allowed absolute change of a family's outlier count on top of the relative tolerance."
+    )
 
 
 class VariancePreset(_Preset):
-    """Thresholds of ``variance`` (see :mod:`guardchain.guards.variance`).
+    """Thresholds of ``variance`` (see :mod:`guardchain.guards.variance`)."""
 
-    :ivar max_drift: the gate: |1/2 ln(var_subject / var_baseline)| above it is a drift.
-    :ivar deadband: no scale is proposed for a site whose ideal scale is within 1 +- deadband.
-    :ivar max_step: proposed scales are clamped to [1 - max_step, 1 + max_step].
-    :ivar min_effect: repairs are applied only if they lower held-out NLL by at least this (nats/token).
-    :ivar sided: ``one``: the one-sided upper confidence bound of the mean NLL change must be below
-        ``-min_effect``; ``two``: the two-sided interval must lie below ``-min_effect``.
-    :ivar confidence: confidence level of the paired bootstrap interval.
-    """
-
-    max_drift: float = Field(gt=0)
-    deadband: float = Field(ge=0)
-    max_step: float = Field(gt=0, lt=1)
-    min_effect: float = Field(ge=0)
-    sided: Literal["one", "two"]
-    confidence: float = Field(gt=0.5, lt=1)
+    max_drift: float = Field(
+        gt=0, allow_inf_nan=False, description="The gate: |1/2 ln(var_subject / var_baseline)| above it is a drift."
+    )
+    deadband: float = Field(
+        ge=0,
+        allow_inf_nan=False,
+        description="No scale is proposed for a site whose ideal scale is within 1 +- deadband.",
+    )
+    max_step: float = Field(gt=0, lt=1, description="Proposed scales are clamped to [1 - max_step, 1 + max_step].")
+    min_effect: float = Field(
+        ge=0,
+        allow_inf_nan=False,
+        description="Repairs are applied only if they lower the held-out NLL by at least this (nats/token).",
+    )
+    sided: Literal["one", "two"] = Field(
+        description="'one': the one-sided upper confidence bound of the mean NLL change must be below -min_effect; "
+        "'two': the two-sided interval must lie below it."
+    )
+    confidence: float = Field(gt=0.5, lt=1, description="Confidence level of the paired bootstrap interval.")
 
 
 class TierPresets(_Preset):

@@ -25,38 +25,50 @@ Every proposed and every applied scale is an action (``applied`` false / true).
 that leaves no violation warns (the subject was corrected); non-finite activations fail. Unlike InvarLock 0.3.7's
 VE, which only proposes a repair and passes in practically every run, this gate fails on real drift.
 
+Measurement and decision are separate: this module measures (torch) and records the evidence (variances per site,
+the held-out NLL differences); the decision is the pure function
+:func:`guardchain.guards.variance_decide.build_report`, which ``guardchain verify`` re-runs on the recorded
+evidence. Applied scales are announced to the runner first (``context.will_change_weights``). The predictive check
+scales the producing matrices in place for its trial forward passes and restores them bit for bit itself before
+it returns (also when scoring raises), so that trial is no correction and is not announced.
+
 Cost: the calibration forward passes (shared with ``rmt``), ``O(T d)`` per site; when scales are proposed, two
 scoring passes over the held-out windows (with and without) and, if applied, one more calibration capture.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from guardchain.core.context import RunContext
 from guardchain.core.handles import HookPoint, ModelHandle, ModelStructure, SiteRef
-from guardchain.core.results import Finding, GuardAction, GuardMode, GuardReport, GuardStatus
+from guardchain.core.results import GuardMode, GuardReport
 from guardchain.guards.capture import SiteStats, capture
-from guardchain.guards.codes import FindingCode
 from guardchain.guards.common import (
     WindowRows,
     available_preview,
-    build_report,
-    finding,
-    finite_or_none,
     parameter,
     preview_rows,
     require,
     resolve_adapter,
     torch_model,
 )
-from guardchain.guards.runstate import run_state
-from guardchain.guards.stats import PairedBound, paired_interval
-from guardchain.guards.tiers import VariancePreset, preset
+from guardchain.guards.reporting import finite_or_none
 from guardchain.guards.variance_config import VarianceConfig
+from guardchain.guards.variance_decide import (
+    MIN_HELDOUT,
+    CheckEvidence,
+    SiteEvidence,
+    VarianceEvidence,
+    build_report,
+    needs_check,
+    predictive_check,
+    propose,
+    thresholds,
+)
+from guardchain.guards.verifying import Rows
 
 NAME = "variance"
 
@@ -64,8 +76,7 @@ NAME = "variance"
 @dataclass(frozen=True)
 class _Site:
     ref: SiteRef
-    variance: float
-    finite: bool
+    variance: float | None
     matrix: str | None
     bias: str | None
 
@@ -96,15 +107,17 @@ def producer(
     return matrix, bias_name if bias is not None else None
 
 
+def _variances(stats: dict[str, SiteStats]) -> dict[str, float | None]:
+    return {site: finite_or_none(s.variance) if s.finite else None for site, s in stats.items()}
+
+
 class VarianceGuard:
     """The ``variance`` guard (see the module docstring)."""
 
     def __init__(self, config: VarianceConfig | None = None) -> None:
         self.config = config if config is not None else VarianceConfig()
         self.mode = GuardMode(self.config.mode)
-        resolved = preset("variance", self.config.tier, self.config.overrides())
-        assert isinstance(resolved, VariancePreset)
-        self.thresholds = resolved
+        self.thresholds = thresholds(self.config)
         self._sites: dict[str, _Site] | None = None
         self._rows: WindowRows | None = None
         self._report: GuardReport | None = None
@@ -133,102 +146,47 @@ class VarianceGuard:
         )
         refs = self._refs(adapter, baseline)
         stats = self._capture(adapter, baseline, refs, context)
+        variances = _variances(stats)
         sites: dict[str, _Site] = {}
         for ref in refs:
-            s = stats[ref.site]
-            matrix, bias = producer(structure, model, ref, s.features)
-            sites[ref.site] = _Site(ref, s.variance if s.finite else math.nan, s.finite, matrix, bias)
+            matrix, bias = producer(structure, model, ref, stats[ref.site].features)
+            sites[ref.site] = _Site(ref, variances[ref.site], matrix, bias)
         self._sites = sites
         self._report = None
 
     def after_edit(self, subject: ModelHandle, context: RunContext) -> None:
-        """Measure drift; propose, check and (gate mode) apply scales; decide (see the module docstring)."""
+        """Measure the variances; propose scales and run the predictive check when the decision asks for it; in gate
+        mode apply accepted scales and measure again; decide (:mod:`guardchain.guards.variance_decide`)."""
         require(self._sites is not None, "variance.after_edit called before prepare")
-        assert self._sites is not None
+        assert self._sites is not None and self._rows is not None
         t = self.thresholds
-        mode = self.mode
         adapter = resolve_adapter(subject, context)
         model = torch_model(subject)
         refs = [s.ref for s in self._sites.values()]
-        drifts = self._drifts(self._capture(adapter, subject, refs, context))
-        findings: list[Finding] = []
-        for site, drift in drifts.items():
-            if drift is None:
-                findings.append(
-                    finding(FindingCode.VAR_NONFINITE, GuardStatus.FAIL, mode, f"{site}: non-finite activations", site)
-                )
-        proposals: dict[str, tuple[float, float]] = {}
-        for site, drift in drifts.items():
-            info = self._sites[site]
-            if drift is None or info.matrix is None:
-                continue
-            ideal = math.exp(-drift)
-            if abs(ideal - 1.0) >= t.deadband:
-                proposals[site] = (ideal, min(max(ideal, 1.0 - t.max_step), 1.0 + t.max_step))
-        check: dict[str, object] = {"evaluated": False, "reason": "no scale proposed"}
-        accepted = False
-        if proposals and any(d is None for d in drifts.values()):
-            check = {"evaluated": False, "reason": "non-finite activations"}
-        elif proposals:
-            accepted, check = self._predictive_check(adapter, subject, model, proposals, context)
-        applied = accepted and mode == GuardMode.GATE
-        actions = [
-            GuardAction(
-                kind="variance_scale",
-                target=self._sites[site].matrix or site,
-                applied=applied,
-                parameters={"scale": scale, "ideal_scale": ideal, "drift": drifts[site] or 0.0},
-                reason=f"restore the baseline variance at {site} (bounded step {t.max_step:g})",
-            )
-            for site, (ideal, scale) in sorted(proposals.items())
+        now = _variances(self._capture(adapter, subject, refs, context))
+        sites = [
+            SiteEvidence(site=site, matrix=info.matrix, bias=info.bias, variance_base=info.variance, variance=now[site])
+            for site, info in self._sites.items()
         ]
-        after: dict[str, float | None] = dict(drifts)
-        if applied:
-            touched = self._scale(model, proposals, inverse=False)
-            run_state(context).record_corrections(context, touched)
-            after = self._drifts(self._capture(adapter, subject, refs, context))
-        violations = [s for s, d in after.items() if d is not None and abs(d) > t.max_drift]
-        for site in violations:
-            drift = after[site]
-            assert drift is not None
-            findings.append(
-                finding(
-                    FindingCode.VAR_DRIFT,
-                    GuardStatus.FAIL,
-                    mode,
-                    f"{site}: activation std x{math.exp(drift):.4g} vs baseline (|drift| {abs(drift):.3g} > "
-                    f"{t.max_drift:g})"
-                    + ("" if not proposals else " after the repair" if applied else ", not repaired"),
-                    site,
-                    drift=drift,
-                    drift_before=drifts[site] or 0.0,
-                )
-            )
-        if applied:
-            findings.append(
-                finding(
-                    FindingCode.VAR_REPAIRED,
-                    GuardStatus.WARN,
-                    mode,
-                    f"{len(proposals)} site(s) rescaled after the held-out NLL fell by "
-                    f"{-float(check.get('mean', 0.0)):.4g} nats/token",  # type: ignore[arg-type]
-                    "model",
-                    sites=len(proposals),
-                )
-            )
-        elif proposals:
-            why = "monitor mode (the predictive check accepted them)" if accepted else check.get("reason")
-            findings.append(
-                finding(
-                    FindingCode.VAR_REJECTED,
-                    GuardStatus.PASS,
-                    mode,
-                    f"{len(proposals)} proposed scale(s) not applied: {why}",
-                    "model",
-                    sites=len(proposals),
-                )
-            )
-        self._report = self._build(drifts, after, proposals, applied, check, findings, actions, violations)
+        proposals = propose(sites, t)
+        measured: dict[str, object] = {}
+        if needs_check(sites, proposals):
+            count = min(self.config.heldout_windows, available_preview(context) - self.config.calibration_windows)
+            measured["heldout_windows"] = count
+            if count >= MIN_HELDOUT:
+                rows, deltas = self._heldout_deltas(adapter, subject, model, proposals, context, count)
+                measured.update(seed=int(context.seed), deltas=[finite_or_none(d) for d in deltas], **rows.describe())
+        check_evidence = CheckEvidence.model_validate(measured)
+        check = predictive_check(sites, proposals, check_evidence, t, self.config)
+        if check.get("accepted") is True and self.mode == GuardMode.GATE:
+            context.will_change_weights(self._producers(proposals))
+            self._scale(model, proposals, inverse=False)
+            after = _variances(self._capture(adapter, subject, refs, context))
+            sites = [s.model_copy(update={"variance_after": after[s.site]}) for s in sites]
+        evidence = VarianceEvidence(
+            sites=sites, predictive_check=check_evidence, calibration=Rows.model_validate(self._rows.describe())
+        )
+        self._report = build_report(evidence, self.config)
 
     def finalize(self, context: RunContext) -> GuardReport:
         """The report of the last ``after_edit``."""
@@ -238,22 +196,14 @@ class VarianceGuard:
 
     # -- pieces -----------------------------------------------------------------------------------------------
 
-    def _drifts(self, stats: dict[str, SiteStats]) -> dict[str, float | None]:
+    def _producers(self, proposals: dict[str, tuple[float, float]]) -> list[str]:
+        """The parameters the scales of ``proposals`` change (each site's matrix and bias)."""
         assert self._sites is not None
-        out: dict[str, float | None] = {}
-        for site, info in self._sites.items():
-            s = stats[site]
-            if not s.finite or not info.finite:
-                out[site] = None
-            elif info.variance <= 0.0 or s.variance <= 0.0:
-                out[site] = 0.0 if s.variance == info.variance else (math.inf if s.variance > 0 else -math.inf)
-            else:
-                out[site] = 0.5 * math.log(s.variance / info.variance)
-        return out
+        names = [(self._sites[site].matrix, self._sites[site].bias) for site in proposals]
+        return [name for pair in names for name in pair if name is not None]
 
-    def _scale(self, model: torch.nn.Module, proposals: dict[str, tuple[float, float]], *, inverse: bool) -> set[str]:
+    def _scale(self, model: torch.nn.Module, proposals: dict[str, tuple[float, float]], *, inverse: bool) -> None:
         assert self._sites is not None
-        touched: set[str] = set()
         with torch.no_grad():
             for site, (_, scale) in proposals.items():
                 info = self._sites[site]
@@ -263,8 +213,6 @@ class VarianceGuard:
                     tensor = parameter(model, name)
                     assert tensor is not None
                     tensor.mul_(1.0 / scale if inverse else scale)
-                    touched.add(name)
-        return touched
 
     def _window_nll(self, adapter: object, handle: ModelHandle, rows: WindowRows) -> list[float]:
         batch = {"input_ids": [list(r) for r in rows.rows], "attention_mask": [[1] * len(r) for r in rows.rows]}
@@ -273,20 +221,17 @@ class VarianceGuard:
             float(-torch.nanmean(row[1 : len(r)].to(torch.float64))) for row, r in zip(logprobs, rows.rows, strict=True)
         ]
 
-    def _predictive_check(
+    def _heldout_deltas(
         self,
         adapter: object,
         subject: ModelHandle,
         model: torch.nn.Module,
         proposals: dict[str, tuple[float, float]],
         context: RunContext,
-    ) -> tuple[bool, dict[str, object]]:
-        t = self.thresholds
-        assert self._sites is not None
-        spare = available_preview(context) - self.config.calibration_windows
-        count = min(self.config.heldout_windows, spare)
-        if count < 2:
-            return False, {"evaluated": False, "reason": f"only {max(count, 0)} held-out preview window(s); 2 needed"}
+        count: int,
+    ) -> tuple[WindowRows, list[float]]:
+        """``NLL_w(with the scales) - NLL_w(without)`` per held-out window (the preview windows after the calibration
+        ones, scored whole); the scaled tensors are restored bit for bit before returning."""
         structure = adapter.describe(subject)  # type: ignore[attr-defined]
         rows = preview_rows(
             context,
@@ -298,12 +243,10 @@ class VarianceGuard:
         )
         without = self._window_nll(adapter, subject, rows)
         originals = {}
-        for site in proposals:
-            for name in (self._sites[site].matrix, self._sites[site].bias):
-                if name is not None:
-                    tensor = parameter(model, name)
-                    assert tensor is not None
-                    originals[name] = tensor.detach().clone()
+        for name in self._producers(proposals):
+            tensor = parameter(model, name)
+            assert tensor is not None
+            originals[name] = tensor.detach().clone()
         try:
             self._scale(model, proposals, inverse=False)
             with_scales = self._window_nll(adapter, subject, rows)
@@ -313,92 +256,4 @@ class VarianceGuard:
                     tensor = parameter(model, name)
                     assert tensor is not None
                     tensor.copy_(value)
-        deltas = [a - b for a, b in zip(with_scales, without, strict=True)]
-        if not all(math.isfinite(d) for d in deltas):
-            return False, {"evaluated": True, "reason": "non-finite held-out NLL", **rows.describe()}
-        bound: PairedBound = paired_interval(
-            deltas,
-            confidence=t.confidence,
-            sided=t.sided,
-            n_resamples=self.config.n_resamples,
-            seed=int(context.seed),
-        )
-        accepted = bound.high < 0.0 and bound.high <= -t.min_effect
-        reason = (
-            f"bound {bound.high:.4g} <= -min_effect {-t.min_effect:g}"
-            if accepted
-            else f"the {'one' if t.sided == 'one' else 'two'}-sided bound {bound.high:.4g} of the mean NLL change is "
-            f"not below -min_effect {-t.min_effect:g} (and 0)"
-        )
-        return accepted, {
-            "evaluated": True,
-            "accepted": accepted,
-            "reason": reason,
-            "deltas": deltas,
-            "mean": bound.mean,
-            "low": finite_or_none(bound.low),
-            "high": bound.high,
-            "method": bound.method,
-            "sided": t.sided,
-            "confidence": t.confidence,
-            "min_effect": t.min_effect,
-            **rows.describe(),
-        }
-
-    def _build(
-        self,
-        drifts: dict[str, float | None],
-        after: dict[str, float | None],
-        proposals: dict[str, tuple[float, float]],
-        applied: bool,
-        check: dict[str, object],
-        findings: list[Finding],
-        actions: list[GuardAction],
-        violations: list[str],
-    ) -> GuardReport:
-        assert self._sites is not None and self._rows is not None
-        finite = [abs(d) for d in drifts.values() if d is not None and math.isfinite(d)]
-        finite_after = [abs(d) for d in after.values() if d is not None and math.isfinite(d)]
-        sites = []
-        for site, info in self._sites.items():
-            ideal, scale = proposals.get(site, (None, None))
-            d = drifts[site]
-            a = after[site]
-            sites.append(
-                {
-                    "site": site,
-                    "matrix": info.matrix,
-                    "bias": info.bias,
-                    "variance_base": finite_or_none(info.variance),
-                    "drift": None if d is None else finite_or_none(d),
-                    "ideal_scale": ideal,
-                    "proposed_scale": scale,
-                    "applied": applied and site in proposals,
-                    "drift_after": None if a is None else finite_or_none(a),
-                }
-            )
-        measurements = {
-            "sites": float(len(self._sites)),
-            "max_abs_drift": max(finite, default=0.0),
-            "max_abs_drift_after": max(finite_after, default=0.0),
-            "violations": float(len(violations)),
-            "proposed": float(len(proposals)),
-            "applied": float(len(proposals) if applied else 0),
-        }
-        if check.get("evaluated") and "mean" in check:
-            measurements["delta_nll_mean"] = float(check["mean"])  # type: ignore[arg-type]
-            measurements["delta_nll_bound"] = float(check["high"])  # type: ignore[arg-type]
-        return build_report(
-            NAME,
-            self.mode,
-            findings,
-            actions=actions,
-            measurements=measurements,
-            details={
-                "tier": self.config.tier,
-                "thresholds": self.thresholds.model_dump(mode="json"),
-                "sites": sites,
-                "predictive_check": check,
-                "calibration": self._rows.describe(),
-            },
-        )
+        return rows, [a - b for a, b in zip(with_scales, without, strict=True)]
