@@ -65,6 +65,23 @@ def test_forward_batch_size_does_not_change_results(load: Any) -> None:
     )
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_the_vocabulary_projection_in_row_chunks_equals_the_full_forward(
+    load: Any, arch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from guardchain.adapters import scoring
+
+    adapter, handle = load(arch)
+    assert scoring.split_head(handle.model) is not None
+    batch = _windows([24, 17, 24, 5], seed=11)
+    monkeypatch.setattr(scoring, "HEAD_CHUNK_ELEMENTS", 1)  # one row per projection
+    chunked = adapter.token_logprobs(handle, batch)
+    monkeypatch.setattr(scoring, "split_head", lambda model: None)  # the model's own forward, whole logits
+    full = adapter.token_logprobs(handle, batch)
+    assert torch.equal(chunked.isnan(), full.isnan())
+    assert torch.allclose(chunked.nan_to_num(), full.nan_to_num(), rtol=0, atol=1e-6)
+
+
 def test_bfloat16_models_score_in_float32(load: Any) -> None:
     adapter32, handle32 = load("gpt2")
     adapter16, handle16 = load("gpt2", dtype="bfloat16")

@@ -106,18 +106,28 @@ def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+#: Logits the vocabulary projection produces at once (rows x positions x vocabulary), about 64 MB in float32: the
+#: full batch's logits (8 x 128 x 49,152 floats = 201 MB for SmolLM2, and as much again for their log-softmax) are
+#: never held at the same time.
+HEAD_CHUNK_ELEMENTS = 1 << 24
+
+
 def causal_token_logprobs(model: torch.nn.Module, batch: Batch, *, forward_batch_size: int) -> torch.Tensor:
     """Next-token log-probabilities of a causal LM.
 
     ``out[b, t] = log p(x_t | x_0..x_{t-1}) = log_softmax(logits[b, t-1])[x_t]`` for ``1 <= t < L_b``; ``out[b, 0]``
     (no context) and padded positions are NaN. Rows are run ``forward_batch_size`` at a time, each chunk cut to its
-    longest row (right padding never changes a causal LM's values at content positions).
+    longest row (right padding never changes a causal LM's values at content positions). When the model is a
+    decoder followed by a plain vocabulary projection (:func:`split_head`), the decoder runs on the whole chunk
+    and the projection on a few rows at a time (:data:`HEAD_CHUNK_ELEMENTS`), so peak memory does not grow with
+    the vocabulary times the batch.
 
     :returns: ``FloatTensor[B, T]`` on the CPU, in nats.
     """
     rows, width = batch.shape
     out = torch.full((rows, width), float("nan"), dtype=torch.float32)
     device = _device(model)
+    parts = split_head(model)
     with torch.no_grad():
         for part in _chunks(rows, forward_batch_size):
             span = int(batch.lengths[part].max()) if rows else 0
@@ -125,14 +135,43 @@ def causal_token_logprobs(model: torch.nn.Module, batch: Batch, *, forward_batch
                 continue
             ids = batch.input_ids[part, :span].to(device)
             mask = batch.attention_mask[part, :span].to(device)
-            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-            # log_softmax of the whole (contiguous) logits, sliced after: a non-contiguous input takes a slower
-            # kernel (~1.7x here), which costs more than the one extra position per row.
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            picked = logp[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)
+            if parts is None:
+                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+                picked = _picked(logits, ids)
+            else:
+                decoder, head = parts
+                hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+                step = max(1, HEAD_CHUNK_ELEMENTS // (span * int(head.weight.shape[0])))
+                picked = torch.cat([_picked(head(hidden[r]), ids[r]) for r in _chunks(hidden.shape[0], step)])
             out[part, 1:span] = _nan_as_impossible(picked).cpu()
     out[batch.attention_mask == 0] = float("nan")
     return out
+
+
+def _picked(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``log_softmax(logits)[:, t-1]`` at token ``ids[:, t]``: ``[rows, span - 1]``."""
+    # log_softmax of the whole (contiguous) logits, sliced after: a non-contiguous input takes a slower kernel
+    # (~1.7x here), which costs more than the one extra position per row.
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return logp[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)
+
+
+def split_head(model: torch.nn.Module) -> tuple[Any, torch.nn.Linear] | None:
+    """``(decoder, head)`` when ``model(x).logits == head(decoder(x).last_hidden_state)`` exactly by construction:
+    a transformers causal LM whose output embedding is a plain ``nn.Linear`` and whose config asks for no logit
+    post-processing (soft-capping, scaling). ``None`` otherwise (the full forward is used)."""
+    get_decoder = getattr(model, "get_decoder", None)
+    get_head = getattr(model, "get_output_embeddings", None)
+    config = getattr(model, "config", None)
+    if not callable(get_decoder) or not callable(get_head) or config is None:
+        return None
+    for attribute in ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier"):
+        if getattr(config, attribute, None) not in (None, 1, 1.0):
+            return None
+    head = get_head()
+    if type(head) is not torch.nn.Linear or hasattr(model, "logit_scale"):
+        return None
+    return get_decoder(), head
 
 
 def _nan_as_impossible(logprobs: torch.Tensor) -> torch.Tensor:

@@ -55,7 +55,7 @@ class RunContext:
     results: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
     corrected: set[str] = field(default_factory=set)
-    on_artifact: Callable[[str], None] | None = None
+    on_artifact: Callable[[str], object] | None = None
     on_weights_change: Callable[[tuple[str, ...]], None] | None = None
 
     def will_change_weights(self, names: Iterable[str]) -> None:

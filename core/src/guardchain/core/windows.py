@@ -1,15 +1,19 @@
 """Token windows: the evaluation units that datasets produce and metrics consume.
 
 A dataset plugin tokenizes its text with the model's tokenizer and cuts it into windows; a metric scores each
-window; pairing (:mod:`guardchain.core.statistics`) matches baseline and subject windows by id. The type lives in
+window; pairing (``guardchain.certify.statistics``) matches baseline and subject windows by id. The type lives in
 the kernel so that data and metric plugins share it without depending on each other.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
 
 Split = Literal["preview", "final"]
 
@@ -113,3 +117,29 @@ class LabeledTexts:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+def right_padded(
+    sequences: Sequence[Sequence[int]], pad_id: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """Token sequences as one right-padded matrix, the layout every adapter method takes.
+
+    Row ``b`` holds its tokens in columns ``0 .. len_b - 1`` and ``pad_id`` after them; ``T`` is the longest
+    sequence (at least 1). Vectorized: the tokens are concatenated once and scattered through the boolean mask
+    (row-major order puts each row's tokens in its leading columns).
+
+    :returns: ``ids`` int64 ``(B, T)`` and ``mask`` bool ``(B, T)``, true on tokens.
+    """
+    lengths = np.fromiter((len(r) for r in sequences), dtype=np.int64, count=len(sequences))
+    width = max(1, int(lengths.max(initial=0)))
+    mask = np.arange(width, dtype=np.int64)[None, :] < lengths[:, None]
+    ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
+    if int(lengths.sum()):
+        ids[mask] = np.concatenate([np.asarray(r, dtype=np.int64) for r in sequences])
+    return ids, mask
+
+
+def pad_token_id(tokenizer: Any) -> int:
+    """The tokenizer's padding id, or 0 when it has none (padded positions are masked out anyway)."""
+    value = getattr(tokenizer, "pad_token_id", None)
+    return int(value) if isinstance(value, int) else 0

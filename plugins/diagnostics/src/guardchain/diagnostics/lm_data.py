@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from guardchain.core.handles import ModelHandle
-from guardchain.core.windows import LabeledTexts, TokenWindows
+from guardchain.core.windows import LabeledTexts, TokenWindows, right_padded
 from guardchain.diagnostics.batches import PreparedBatch
 from guardchain.diagnostics.codes import DiagnosticsErrorCode, diag_error
 from guardchain.diagnostics.config import FaDiagnosticsConfig
@@ -58,12 +58,7 @@ def resolve_loss(requested: str, handle: ModelHandle, data: Any) -> tuple[str, s
 
 
 def _pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-    width = max(1, int(lengths.max(initial=0)))
-    mask = np.arange(width)[None, :] < lengths[:, None]
-    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-    if int(lengths.sum()):
-        ids[mask] = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows])
+    ids, mask = right_padded(rows, pad_id)
     return torch.from_numpy(ids), torch.from_numpy(mask)
 
 

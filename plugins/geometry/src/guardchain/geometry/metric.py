@@ -38,7 +38,7 @@ from guardchain.core.context import RunContext
 from guardchain.core.errors import GuardchainError
 from guardchain.core.handles import ModelHandle, SiteRef
 from guardchain.core.results import MetricResult
-from guardchain.core.windows import TokenWindows
+from guardchain.core.windows import TokenWindows, pad_token_id, right_padded
 from guardchain.geometry.analysis import require_module, routers_for, summarize, unique_sites
 from guardchain.geometry.codes import GeometryErrorCode, geometry_error
 from guardchain.geometry.collect import Collector
@@ -58,25 +58,6 @@ UNITS: dict[str, str] = {
     "sv_stable_rank": "effective dimensions (sample)",
     "sv_participation_ratio": "effective dimensions (sample)",
 }
-
-
-def window_batches(tokens: Sequence[Sequence[int]], batch_size: int, pad_id: int) -> Iterator[dict[str, torch.Tensor]]:
-    """Right-padded ``{"input_ids", "attention_mask"}`` int64 batches ``(B, T)`` of consecutive windows; ``T`` is
-    the batch's longest window and padded positions have mask 0."""
-    for start in range(0, len(tokens), batch_size):
-        rows = tokens[start : start + batch_size]
-        lengths = torch.tensor([len(r) for r in rows], dtype=torch.int64)
-        width = max(1, int(lengths.max()))
-        mask = torch.arange(width)[None, :] < lengths[:, None]
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.int64)
-        if int(lengths.sum()):
-            ids[mask] = torch.tensor([t for r in rows for t in r], dtype=torch.int64)
-        yield {"input_ids": ids, "attention_mask": mask.to(torch.int64)}
-
-
-def _pad_id(tokenizer: Any) -> int:
-    value = getattr(tokenizer, "pad_token_id", None)
-    return int(value) if isinstance(value, int) else 0
 
 
 class Geometry:
@@ -129,7 +110,7 @@ class Geometry:
         task = f"{self.name}: {cfg.split} windows"
         n_batches = math.ceil(len(tokens) / cfg.batch_size)
         state = collector.collect(
-            window_batches(tokens, cfg.batch_size, _pad_id(handle.tokenizer)),
+            window_batches(tokens, cfg.batch_size, pad_token_id(handle.tokenizer)),
             max_tokens=cfg.max_tokens,
             progress=lambda done, _tokens: context.report_progress(task, done, n_batches),
         )
@@ -295,3 +276,10 @@ class Geometry:
         if self.config.plot and matplotlib_available():
             written.update(save_plots(result, path_for, drift))
         return {kind: f"{stem}/{name}" for kind, name in written.items()}
+
+
+def window_batches(tokens: Sequence[Sequence[int]], batch_size: int, pad_id: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Right-padded ``{"input_ids", "attention_mask"}`` int64 batches of consecutive windows."""
+    for start in range(0, len(tokens), batch_size):
+        ids, mask = right_padded(tokens[start : start + batch_size], pad_id)
+        yield {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask.astype("int64"))}

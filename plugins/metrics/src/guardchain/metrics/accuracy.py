@@ -21,9 +21,9 @@ from guardchain.core.context import RunContext
 from guardchain.core.errors import GuardchainError
 from guardchain.core.handles import ModelHandle
 from guardchain.core.results import MetricResult
-from guardchain.core.windows import LabeledTexts
+from guardchain.core.windows import LabeledTexts, pad_token_id
 from guardchain.metrics.batching import padded_batches
-from guardchain.metrics.checks import pad_id, require_adapter_method, require_data, require_tokenizer
+from guardchain.metrics.checks import require_adapter_method, require_data, require_tokenizer
 from guardchain.metrics.codes import MetricErrorCode
 from guardchain.metrics.config import AccuracyConfig
 
@@ -73,7 +73,7 @@ class Accuracy:
         sequences, n_truncated = encode_truncated(tokenizer, examples.texts, self.config.max_length)
         predictions = np.zeros(len(examples), dtype=np.int64)
         n_classes = 0
-        for batch in padded_batches(sequences, self.config.batch_size, pad_id(tokenizer)):
+        for batch in padded_batches(sequences, self.config.batch_size, pad_token_id(tokenizer)):
             with torch.no_grad():
                 logits = class_logits(handle, batch.as_dict())
             logits = torch.as_tensor(logits).detach().cpu()

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from guardchain.core.windows import right_padded
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -33,19 +35,10 @@ class Batch:
 
 
 def padded_batches(sequences: Sequence[Sequence[int]], batch_size: int, pad_id: int) -> Iterator[Batch]:
-    """Split ``sequences`` into consecutive right-padded batches of at most ``batch_size`` rows.
-
-    Vectorized per batch: the tokens are concatenated once and scattered through the boolean mask (row-major
-    order puts each row's tokens in its leading columns).
-    """
+    """Split ``sequences`` into consecutive right-padded batches of at most ``batch_size`` rows
+    (:func:`guardchain.core.windows.right_padded`)."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     for start in range(0, len(sequences), batch_size):
-        rows = sequences[start : start + batch_size]
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        width = max(1, int(lengths.max(initial=0)))
-        mask = np.arange(width, dtype=np.int64)[None, :] < lengths[:, None]
-        ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-        if int(lengths.sum()):
-            ids[mask] = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows])
+        ids, mask = right_padded(sequences[start : start + batch_size], pad_id)
         yield Batch(start, torch.from_numpy(ids), torch.from_numpy(mask.astype(np.int64)))

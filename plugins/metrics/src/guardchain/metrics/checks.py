@@ -58,9 +58,3 @@ def require_tokenizer(handle: ModelHandle, *, metric: str) -> Any:
             MetricErrorCode.NO_TOKENIZER, f"metric {metric!r} needs the model's tokenizer; {handle.ref!r} has none"
         )
     return handle.tokenizer
-
-
-def pad_id(tokenizer: Any) -> int:
-    """The tokenizer's padding id, or 0 when it defines none (padded positions are masked out anyway)."""
-    value = getattr(tokenizer, "pad_token_id", None)
-    return int(value) if isinstance(value, int) else 0

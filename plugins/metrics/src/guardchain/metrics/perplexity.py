@@ -37,9 +37,9 @@ from guardchain.core.context import RunContext
 from guardchain.core.errors import ErrorCode, GuardchainError
 from guardchain.core.handles import ModelHandle
 from guardchain.core.results import MetricResult
-from guardchain.core.windows import TokenWindows
+from guardchain.core.windows import TokenWindows, pad_token_id
 from guardchain.metrics.batching import padded_batches
-from guardchain.metrics.checks import pad_id, require_adapter_method, require_data
+from guardchain.metrics.checks import require_adapter_method, require_data
 from guardchain.metrics.codes import MetricErrorCode
 from guardchain.metrics.config import PplConfig
 
@@ -205,7 +205,7 @@ class Perplexity:
             handle,
             windows,
             self.config.batch_size,
-            pad_id(handle.tokenizer),
+            pad_token_id(handle.tokenizer),
             progress=lambda done, total: context.report_progress(task, done, total),
         )
         empty = np.flatnonzero(scores.n_scored == 0)
