@@ -108,3 +108,26 @@ def test_sites_need_an_adapter(load_tiny, iv_registry, tmp_path: Path):
         plugin.attach(
             handle, ["blocks[9].output"], RunContext(run_id="x", seed=0, out_dir=tmp_path, registry=iv_registry)
         )
+
+
+def test_registration_catalogue_and_factory_come_from_one_table(iv_registry):
+    """One row per name: the registry's specs, the catalogue and the classes' plugin_name all come from TABLE."""
+    from guardchain.interventions.catalog import catalog, lookup
+    from guardchain.interventions.registered import RegisteredIntervention
+    from guardchain.interventions.table import CONFIG_MODULE, FACTORY, TABLE
+
+    specs = {s.name: s for s in iv_registry.specs("intervention") if s.distribution == "guardchain-interventions"}
+    assert sorted(specs) == sorted(entry.name for entry in TABLE)
+    assert list(catalog()) == [entry.name for entry in TABLE]
+    for entry in TABLE:
+        spec = specs[entry.name]
+        assert spec.factory == FACTORY and spec.config_model_ref == f"{CONFIG_MODULE}:{entry.config}"
+        assert spec.summary == entry.summary and spec.docs.startswith(entry.docs)
+        cls, config_model = lookup(entry.name)
+        assert cls.plugin_name == entry.name and config_model.__name__ == entry.config
+        assert f"{cls.__module__}:{cls.__qualname__}" == entry.implementation
+    created = iv_registry.create("intervention", "low_rank_rotated", {"rank": 2}).instance
+    assert isinstance(created, RegisteredIntervention) and created.intervention_class.plugin_name == "low_rank_rotated"
+    with pytest.raises(GuardchainError) as caught:
+        lookup("guardchain.interventions.trainable.RotatedSpace")
+    assert caught.value.code == InterventionErrorCode.LOAD

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from guardchain.core.errors import GuardchainError
 from guardchain.interventions import (
@@ -21,9 +23,8 @@ from guardchain.interventions import (
     load_interventions,
     save_interventions,
 )
-from guardchain.interventions.catalog import CATALOG
+from guardchain.interventions.catalog import catalog
 from guardchain.interventions.codes import InterventionErrorCode
-from guardchain.interventions.plugin import INTERVENTIONS
 from guardchain.interventions.serialize import CONFIG_FILE, WEIGHTS_FILE
 
 
@@ -127,5 +128,150 @@ def test_bad_directories_fail_with_stable_codes(load_tiny, tmp_path):
 
 
 def test_saved_names_are_the_registered_names():
-    assert set(CATALOG) == set(INTERVENTIONS)
-    assert all(cls.plugin_name == name for name, (cls, _) in CATALOG.items())
+    assert all(cls.plugin_name == name for name, (cls, _) in catalog().items())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tampered saves: every case is a coded error (never a raw exception), found before anything is allocated.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def saved_das(load_tiny, tmp_path):
+    """(adapter, handle, directory, document) of a saved rotated + add pair on the tiny GPT-2."""
+    adapter, handle = load_tiny("gpt2")
+    im = IntervenedModel.from_sites(
+        adapter,
+        handle,
+        [
+            ("blocks[0].output", RotatedSpace(32, 2), Units(positions=[0])),
+            ("transformer.h.1.attn.c_proj.input", Add(torch.linspace(0, 1, 32)), Units(positions=[1])),
+        ],
+    )
+    directory = save_interventions(im, tmp_path / "saved")
+    return adapter, handle, directory, json.loads((directory / CONFIG_FILE).read_text())
+
+
+def _expect_load_error(directory, model, match, **kwargs):
+    with pytest.raises(GuardchainError) as caught:
+        load_interventions(directory, model, **kwargs)
+    assert caught.value.code == InterventionErrorCode.LOAD, caught.value
+    assert match in str(caught.value), str(caught.value)
+    return caught.value
+
+
+def _tamper(document, edit):
+    changed = json.loads(json.dumps(document))
+    edit(changed)
+    return changed
+
+
+def test_truncated_weights_are_a_coded_error(saved_das):
+    _, handle, directory, _ = saved_das
+    weights = directory / WEIGHTS_FILE
+    data = weights.read_bytes()
+    for cut in (len(data) - 7, 200, 9, 3):
+        weights.write_bytes(data[:cut])
+        _expect_load_error(directory, handle.model, WEIGHTS_FILE)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda d: d.update(interventions={"0": 1}), "interventions"),
+        (lambda d: d["interventions"].__setitem__(0, "rotated"), "interventions.0"),
+        (lambda d: d["interventions"][0].update(dim="32"), "dim"),
+        (lambda d: d["interventions"][0].update(dim=32.0), "dim"),
+        (lambda d: d["interventions"][0].update(params=[2]), "params"),
+        (lambda d: d["interventions"][0].update(name=7), "name"),
+        (lambda d: d["interventions"][0]["params"].update(interchange_dim="2"), "interchange_dim"),
+        (lambda d: d["interventions"][1]["params"].update(vector="abc"), "vector"),
+        (lambda d: d.update(bindings=None), "bindings"),
+        (lambda d: d["bindings"][0].update(intervention="0"), "bindings.0.intervention"),
+        (lambda d: d["bindings"][0].update(intervention=True), "bindings.0.intervention"),
+        (lambda d: d["bindings"][0].update(source=-1), "source"),
+        (lambda d: d["bindings"][0]["site"].update(hook="middle"), "hook"),
+        (lambda d: d["bindings"][0]["site"].update(block="0"), "block"),
+        (lambda d: d["bindings"][0]["site"].update(details={"tuple_index": "x"}), "tuple_index"),
+        (lambda d: d["bindings"][0].update(units={"positions": "nonsense"}), "units"),
+        (lambda d: d.update(generation=3), "generation"),
+        (lambda d: d.update(format_version=True), "format_version"),
+    ],
+)
+def test_wrong_types_are_coded_errors(saved_das, edit, match):
+    _, handle, directory, document = saved_das
+    (directory / CONFIG_FILE).write_text(json.dumps(_tamper(document, edit)))
+    with pytest.raises(GuardchainError) as caught:
+        load_interventions(directory, handle.model)
+    assert caught.value.code in (InterventionErrorCode.LOAD, InterventionErrorCode.CONFIG_VERSION)
+    assert match in str(caught.value), str(caught.value)
+
+
+def test_absurd_sizes_are_refused_before_allocating(saved_das, tmp_path):
+    """A rotation declared 10⁷ wide would take 400 TB: the declared sizes are checked against the file first."""
+    _, handle, directory, document = saved_das
+    (directory / CONFIG_FILE).write_text(
+        json.dumps(_tamper(document, lambda d: d["interventions"][0].update(dim=10**7)))
+    )
+    _expect_load_error(directory, handle.model, "(10000000, 10000000)")
+    no_weights = _tamper(document, lambda d: d["interventions"][0].update(dim=10**7, tensors=[]))
+    (directory / CONFIG_FILE).write_text(json.dumps(no_weights))
+    _expect_load_error(directory, handle.model, "rotation")
+    # a header that declares the 400 TB tensor the config asks for, in a file of a few hundred bytes
+    huge = _tamper(document, lambda d: d["interventions"][0].update(dim=10**7))
+    (directory / CONFIG_FILE).write_text(json.dumps(huge))
+    declared = {
+        "interventions.0.rotation": {"dtype": "F32", "shape": [10**7, 10**7], "data_offsets": [0, 4 * 10**14]},
+    }
+    header = json.dumps(declared).encode()
+    (directory / WEIGHTS_FILE).write_bytes(len(header).to_bytes(8, "little") + header + bytes(256))
+    _expect_load_error(directory, handle.model, "truncated or corrupt")
+    (directory / CONFIG_FILE).write_text("[" * 100_000 + "]" * 100_000)  # nesting deeper than the parser's stack
+    _expect_load_error(directory, handle.model, CONFIG_FILE)
+
+
+def test_a_binding_index_out_of_range_is_refused(saved_das):
+    _, handle, directory, document = saved_das
+    for index in (-1, 2, 10**9):
+        (directory / CONFIG_FILE).write_text(
+            json.dumps(_tamper(document, lambda d, i=index: d["bindings"][0].update(intervention=i)))
+        )
+        _expect_load_error(directory, handle.model, "bindings.0.intervention" if index < 0 else "binding 0")
+
+
+def test_a_module_path_that_does_not_match_the_site_is_refused(saved_das):
+    adapter, handle, directory, document = saved_das
+    moved = _tamper(document, lambda d: d["bindings"][0]["site"].update(module_path="transformer.h.1"))
+    (directory / CONFIG_FILE).write_text(json.dumps(moved))
+    _expect_load_error(directory, handle.model, "blocks[0]")  # without an adapter: the block index on the path
+    _expect_load_error(directory, handle.model, "transformer.h.0", adapter=adapter)  # re-resolved by the adapter
+    inside = _tamper(document, lambda d: d["bindings"][0]["site"].update(module_path="transformer.h.0.mlp"))
+    (directory / CONFIG_FILE).write_text(json.dumps(inside))
+    _expect_load_error(directory, handle.model, "transformer.h.0", adapter=adapter)
+    raw = _tamper(document, lambda d: d["bindings"][1]["site"].update(module_path="transformer.h.0.attn.c_proj"))
+    (directory / CONFIG_FILE).write_text(json.dumps(raw))
+    _expect_load_error(directory, handle.model, "transformer.h.1.attn.c_proj.input")
+    nowhere = _tamper(document, lambda d: d["bindings"][1]["site"].update(module_path="transformer.h.9"))
+    (directory / CONFIG_FILE).write_text(json.dumps(nowhere))
+    _expect_load_error(directory, handle.model, "no module")
+    (directory / CONFIG_FILE).write_text(json.dumps(document))
+    loaded = load_interventions(directory, handle.model, adapter=adapter)
+    assert [b.site.module_path for b in loaded.bindings] == ["transformer.h.0", "transformer.h.1.attn.c_proj"]
+
+
+def test_non_finite_values_are_refused_unless_allowed(saved_das):
+    _, handle, directory, document = saved_das
+    weights = directory / WEIGHTS_FILE
+    stored = load_file(str(weights))
+    poisoned = dict(stored)
+    poisoned["interventions.0.rotation"] = stored["interventions.0.rotation"].clone()
+    poisoned["interventions.0.rotation"][3, 4] = float("nan")
+    save_file(poisoned, str(weights))
+    _expect_load_error(directory, handle.model, "not finite")
+    loaded = load_interventions(directory, handle.model, allow_nonfinite=True)
+    assert torch.isnan(loaded.interventions[0].rotation).any()
+    save_file(stored, str(weights))
+    steer = _tamper(document, lambda d: d["interventions"][1]["params"]["vector"].__setitem__(3, float("inf")))
+    (directory / CONFIG_FILE).write_text(json.dumps(steer))
+    _expect_load_error(directory, handle.model, "not finite")
+    assert load_interventions(directory, handle.model, allow_nonfinite=True).interventions[1].vector[3] == math.inf

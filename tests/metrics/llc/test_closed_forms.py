@@ -31,7 +31,6 @@ Tolerances (test: passes iff ...; why):
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -40,50 +39,25 @@ import torch
 
 from guardchain.metrics.llc import default_nbeta, estimate_llc
 
-from .conftest import DUMMY_DATA, Potential, linreg_problem, monomial_expectation, potential_loss, product_expectation
+from .conftest import (
+    DLN_RANK,
+    DLN_WIDTHS,
+    DUMMY_DATA,
+    Potential,
+    dln_lambda,
+    dln_problem,
+    linear_stack,
+    linreg_problem,
+    monomial_expectation,
+    potential_loss,
+    product_expectation,
+    quadratic_expectation,
+    rrr_lambda,
+)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Ground-truth formulas (anchor note, section 2.3 and 2.4), checked on the worked values first.
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def rrr_lambda(m: int, h: int, n: int, r: int) -> float:
-    """Aoyagi & Watanabe 2005: RLCT of y = B·A·x, input dim ``m``, hidden ``h``, output ``n``, true rank ``r``."""
-    if n + r <= m + h and m + r <= n + h and h + r <= m + n:
-        value = 2 * (h + r) * (m + n) - (m - n) ** 2 - (h + r) ** 2
-        return (value + (1 if (m + h + n + r) % 2 else 0)) / 8
-    if m + h < n + r:
-        return (h * m - h * r + n * r) / 2
-    if n + h < m + r:
-        return (h * n - h * r + m * r) / 2
-    return m * n / 2
-
-
-def dln_lambda(widths: list[int], r: int) -> tuple[float, int]:
-    """Aoyagi 2024, Thm 1: RLCT and multiplicity of a deep linear network with layer widths ``widths`` (input
-    first, output last) and true rank ``r``."""
-    n_in, n_out = widths[0], widths[-1]
-    reduced = [w - r for w in widths]
-    layers = range(len(widths))
-    for size in range(2, len(widths) + 1):
-        for subset in itertools.combinations(layers, size):
-            inside = [reduced[j] for j in subset]
-            outside = [reduced[j] for j in layers if j not in subset]
-            ell = size - 1
-            total = sum(inside)
-            low = min(outside) if outside else math.inf
-            if max(inside) < low and total >= ell * max(inside) and total < ell * low:
-                m_bar = -(-total // ell)
-                a = total - (m_bar - 1) * ell
-                pairs = sum(inside[i] * inside[j] for i in range(size) for j in range(i + 1, size))
-                value = (
-                    (-(r**2) + r * (n_in + n_out)) / 2
-                    + a * (ell - a) / (4 * ell)
-                    - ell * (ell - 1) / 4 * (total / ell) ** 2
-                    + pairs / 2
-                )
-                return value, 1 if a == ell else 2
-    raise AssertionError(f"no admissible subset for {widths}, r={r}")
 
 
 def test_rrr_formula_reproduces_the_worked_values():
@@ -104,20 +78,6 @@ def test_dln_formula_reproduces_rrr_for_two_layers_and_the_worked_example():
                         rrr_lambda(n_in, hidden, n_out, r)
                     ), (n_in, hidden, n_out, r)
     assert dln_lambda([4, 3, 3, 4], 1) == (pytest.approx(5.5), 2)
-
-
-def quadratic_expectation(hessian_eigs: np.ndarray, nbeta: float, gamma: float, eps: float, steps: np.ndarray) -> float:
-    """Anchor section 3: exact E[λ̂] of full-batch SGLD from w* on ``L0 + ½ wᵀHw``, averaged over ``steps``."""
-    total = 0.0
-    for h in hessian_eigs:
-        if h <= 0:
-            continue
-        a = nbeta * h + gamma
-        rho = 1 - eps * a / 2
-        assert eps * a < 4, "unstable"
-        stationary = nbeta * h / (2 * a * (1 - eps * a / 4))
-        total += stationary * float(np.mean(1 - rho ** (2 * steps.astype(np.float64))))
-    return total
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -199,15 +159,6 @@ def test_normal_crossing_product_w1sq_w2quartic_has_lambda_one_quarter():
     assert abs(result.llc_mean - expected) < 4 * result.llc_sem + 0.10 * expected, (result.llc_mean, expected)
 
 
-def _linear_stack(widths: list[int]) -> torch.nn.Sequential:
-    layers = [torch.nn.Linear(a, b, bias=False) for a, b in itertools.pairwise(widths)]
-    model = torch.nn.Sequential(*layers)
-    with torch.no_grad():
-        for layer in layers:
-            layer.weight.zero_()
-    return model
-
-
 @pytest.mark.heavy
 @pytest.mark.parametrize(("m", "h", "n_out", "truth"), [(5, 4, 5, 8.0), (4, 3, 8, 6.0)])
 def test_reduced_rank_regression_matches_aoyagi_watanabe(m, h, n_out, truth):
@@ -218,7 +169,7 @@ def test_reduced_rank_regression_matches_aoyagi_watanabe(m, h, n_out, truth):
     generator = torch.Generator().manual_seed(7)
     x = torch.randn(n, m, generator=generator)
     y = torch.zeros(n, n_out)  # true rank 0: w* = (A, B) = 0 is a minimiser, L0 = 0
-    model = _linear_stack([m, h, n_out])
+    model = linear_stack([m, h, n_out])
     result = estimate_llc(
         model, (x, y), loss="mse", batch_size=n, nbeta=nbeta, chains=8, draws=20_000, burnin=5000, epsilon=1e-4,
         gamma=1.0, mala_every=0,
@@ -228,20 +179,10 @@ def test_reduced_rank_regression_matches_aoyagi_watanabe(m, h, n_out, truth):
 
 @pytest.mark.heavy
 def test_deep_linear_network_matches_aoyagi():
-    widths, r = [4, 3, 3, 4], 1
-    truth, _ = dln_lambda(widths, r)
-    n, nbeta = 256, 1024 / math.log(1024)  # the anchor's nβ (n = 1024); one batch of 256 rows per step
-    generator = torch.Generator().manual_seed(3)
-    x = torch.randn(n, 4, generator=generator)
-    u, v = torch.randn(4, generator=generator), torch.randn(4, generator=generator)
-    y = x @ torch.outer(u, v).T
-    model = _linear_stack(widths)
-    with torch.no_grad():  # every layer of rank r = 1: the zero-padded factorisation of u vᵀ
-        model[0].weight[0] = v
-        model[1].weight[0, 0] = 1.0
-        model[2].weight[:, 0] = u
+    truth, _ = dln_lambda(DLN_WIDTHS, DLN_RANK)
+    model, x, y, nbeta = dln_problem()
     result = estimate_llc(
-        model, (x, y), loss="mse", batch_size=n, nbeta=nbeta, chains=8, draws=10_000, burnin=2000, epsilon=3e-4,
-        gamma=1.0, mala_every=0,
+        model, (x, y), loss="mse", batch_size=x.shape[0], nbeta=nbeta, chains=8, draws=10_000, burnin=2000,
+        epsilon=3e-4, gamma=1.0, mala_every=0,
     )  # fmt: skip
     assert abs(result.llc_mean - truth) < 0.2 * truth, result.llc_mean

@@ -114,6 +114,44 @@ def test_wrong_data_and_models_are_coded_errors(causal, windows, make_context):
     assert caught.value.code == MetricErrorCode.EMPTY
 
 
+def test_a_non_finite_initial_loss_fails_the_step_with_the_documented_code(causal, windows, make_context):
+    """Before: status ok, λ̂ NaN, every chain 'healthy'."""
+    metric = LocalLearningCoefficient(LlcConfig(**SMALL, init_loss=math.nan, plot=False))
+    with pytest.raises(GuardchainError) as caught:
+        metric.compute(causal, windows, make_context(causal))
+    assert caught.value.code == MetricErrorCode.LLC_LOSS
+
+
+@pytest.mark.parametrize(("epsilon", "gamma", "flag"), [(0.1, 100.0, None), (1.0, 1.0, None), (0.1, 1.0, "trend")])
+def test_a_step_size_ten_thousand_times_too_large_is_never_reported_healthy(
+    causal, windows, make_context, epsilon, gamma, flag
+):
+    """ε = 10⁴ × SMALL's 1e-5 (or × the default 1e-4). With γ = 100 the localization step (ε·γ = 10) multiplies
+    w − w* by −4 per step while LayerNorm keeps the loss finite: before, every chain came back 'healthy' with a
+    finite λ̂; now the chains pass the escape bound and no estimate is returned. With γ = 1 and ε = 1 the steepest
+    directions are unstable and escape too; with ε = 0.1 the chains still fill the localization ball at the end
+    of the run, which the distance trend reports."""
+    config = LlcConfig(**{**SMALL, "chains": 3, "epsilon": epsilon, "gamma": gamma}, plot=False, save_traces=False)
+    metric = LocalLearningCoefficient(config)
+    if flag is None:
+        with pytest.raises(GuardchainError) as caught:
+            metric.compute(causal, windows, make_context(causal))
+        assert caught.value.code == MetricErrorCode.LLC_DIVERGED
+        return
+    result = metric.compute(causal, windows, make_context(causal))
+    assert flag in [w["check"] for w in result.details["diagnostics"]["warnings"]]
+
+
+def test_the_step_size_check_from_a_chain_step(causal, windows, make_context):
+    config = LlcConfig(**{**SMALL, "chains": 3, "draws": 20}, step_check_chains=2, plot=False, save_traces=False)
+    result = LocalLearningCoefficient(config).compute(causal, windows, make_context(causal))
+    check = result.details["diagnostics"]["step_check"]
+    assert check["chains"] == [0, 1] and check["epsilon_half"] == SMALL["epsilon"] / 2
+    assert len(check["llc_fine"]) == 2 and math.isfinite(check["difference"])
+    assert check["verdict"] in ("ok", "bias", "inconclusive")
+    assert result.details["step_check_chains"] == 2
+
+
 def test_two_llc_steps_in_a_chain_write_separate_artifacts(adapter, tmp_path):
     from pydantic import BaseModel, ConfigDict
 

@@ -17,8 +17,9 @@ from guardchain.metrics.llc.noise import batch_order
 
 from .conftest import DUMMY_DATA, mlp, mlp_data, monomial_expectation, potential_loss
 
-# The small MLPs here are untrained on purpose: a negative λ̂ is expected and its warning is noise.
-pytestmark = pytest.mark.filterwarnings("ignore:llc negative")
+# The small MLPs here are untrained on purpose: a negative λ̂ is expected and its warning is noise, and so is the
+# trend check's "cannot judge" for runs of two chains.
+pytestmark = [pytest.mark.filterwarnings("ignore:llc negative"), pytest.mark.filterwarnings("ignore:llc trend")]
 
 
 def documented_chain_seed(seed, chain):
@@ -223,6 +224,12 @@ def test_several_estimates_on_one_sampler_and_structural_overrides_refused():
         ({"devices": ("cuda:7",)}, MetricErrorCode.LLC_DEVICE),
         ({"loss": "hinge"}, MetricErrorCode.LLC_SETTINGS),
         ({"loss": lambda out, y: (out - y) ** 2}, MetricErrorCode.LLC_LOSS),
+        ({"epsilon": math.inf}, MetricErrorCode.LLC_SETTINGS),
+        ({"gamma": math.nan}, MetricErrorCode.LLC_SETTINGS),
+        ({"nbeta": math.inf}, MetricErrorCode.LLC_SETTINGS),
+        ({"explode_threshold": math.inf}, MetricErrorCode.LLC_SETTINGS),
+        ({"chains": 3, "step_check_chains": 1}, MetricErrorCode.LLC_SETTINGS),
+        ({"chains": 3, "step_check_chains": 4}, MetricErrorCode.LLC_SETTINGS),
     ],
 )
 def test_bad_input_raises_a_coded_error(kwargs, code):
@@ -260,3 +267,27 @@ def test_the_compiled_step_matches_the_eager_one():
     np.testing.assert_allclose(compiled.loss_trace, eager.loss_trace, rtol=2e-4, atol=1e-6)
     again = sampler.estimate(epsilon=2e-3)  # new (ε, γ, nβ) reuse the compiled step: same graph, new scalars
     assert again.settings.epsilon == 2e-3 and np.isfinite(again.llc_mean)
+
+
+@pytest.mark.parametrize("l0", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_given_initial_loss_is_a_coded_error(l0):
+    """Before: status ok with λ̂ NaN (or -inf) and every chain 'healthy'."""
+    with pytest.raises(GuardchainError) as caught:
+        estimate_llc(mlp(), mlp_data(), loss="mse", batch_size=16, chains=2, draws=5, burnin=0, init_loss=l0)
+    assert caught.value.code == MetricErrorCode.LLC_LOSS and "init_loss" in caught.value.problems[0].message
+
+
+def test_a_non_finite_loss_at_w_star_is_a_coded_error():
+    model = mlp()
+    with torch.no_grad():
+        model[0].weight[0, 0] = math.nan
+    with pytest.raises(GuardchainError) as caught:
+        estimate_llc(model, mlp_data(), loss="mse", batch_size=16, chains=2, draws=5, burnin=0)
+    assert caught.value.code == MetricErrorCode.LLC_LOSS and "L0 batch(es) [0, 1, 2]" in str(caught.value)
+    # L0 given, so no L0 batch is evaluated: the first step is at w*, and its non-finite loss names the data
+    # (before: every chain "diverged", GC-METRIC-LLC-DIVERGED with advice to lower epsilon)
+    x, y = mlp_data()
+    y[3, 0] = math.nan
+    with pytest.raises(GuardchainError) as caught:
+        estimate_llc(mlp(), (x, y), loss="mse", batch_size=16, chains=2, draws=5, burnin=0, init_loss=1.0)
+    assert caught.value.code == MetricErrorCode.LLC_LOSS and "batch 0" in str(caught.value)

@@ -15,10 +15,13 @@ import torch
 from pydantic import BaseModel
 
 from guardchain.interventions.codes import InterventionErrorCode, intervention_error
+from guardchain.interventions.table import name_of
 
 
 class Intervention(torch.nn.Module):
-    """Base class. Subclasses set :attr:`plugin_name` (the registered name) and implement :meth:`forward`."""
+    """Base class. Subclasses implement :meth:`forward`; :attr:`plugin_name` (the registered name) is set from the
+    class's row of :mod:`guardchain.interventions.table` when the class is created (a class of another package sets
+    it itself)."""
 
     #: the registered plugin name, stored in saved configs instead of a Python type
     plugin_name: ClassVar[str]
@@ -26,6 +29,12 @@ class Intervention(torch.nn.Module):
     needs_source: ClassVar[bool] = False
     #: whether it has parameters to train (saved as safetensors)
     trainable: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = name_of(f"{cls.__module__}:{cls.__qualname__}")
+        if name is not None:
+            cls.plugin_name = name
 
     def intervene(self, base: torch.Tensor, source: torch.Tensor | None, *, site: str) -> torch.Tensor:
         """Called by the hook of a binding at ``site``; returns the new values of the selected units."""
@@ -50,6 +59,13 @@ class Intervention(torch.nn.Module):
             raise intervention_error(
                 InterventionErrorCode.LOAD, f"{self.plugin_name} has no tensors to load, got {sorted(tensors)}"
             )
+
+    @classmethod
+    def tensor_shapes(cls, config: BaseModel, dim: int | None) -> dict[str, tuple[int, ...]]:
+        """The names and shapes of the tensors :meth:`tensors` returns for an intervention built from ``config``
+        and ``dim``, computed without building it (a loader checks a file against them before allocating);
+        empty for static interventions."""
+        return {}
 
     @classmethod
     def from_config(cls, config: BaseModel, *, dim: int | None, seed: int) -> Intervention:

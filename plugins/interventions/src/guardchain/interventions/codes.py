@@ -43,9 +43,11 @@ DESCRIPTIONS: dict[InterventionErrorCode, str] = {
     "addressed prompt positions (chunked prefill).",
     InterventionErrorCode.CONFIG_VERSION: "A saved intervention directory has a format version this release cannot "
     "read.",
-    InterventionErrorCode.LOAD: "A saved intervention directory is incomplete or inconsistent: missing files, an "
-    "intervention name that is not registered, a tensor that is missing or has the wrong shape, or an invalid "
-    "stored config.",
+    InterventionErrorCode.LOAD: "A saved intervention directory is incomplete, inconsistent or tampered with: "
+    "missing files, a truncated or corrupt weights file, a field of the wrong type, an intervention name that is "
+    "not registered, a tensor that is missing, has another shape than its config implies (checked before "
+    "anything is allocated) or holds NaN/inf (unless allowed), a binding index out of range, a module path that "
+    "the model lacks or that does not match the recorded site, or an invalid stored config.",
     InterventionErrorCode.MODEL_MISMATCH: "Saved interventions were loaded onto a model whose fingerprint "
     "(class, model type, hidden size, layer count, parameter names and shapes) differs from the one they were "
     "saved from.",

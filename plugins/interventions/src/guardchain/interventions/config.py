@@ -161,6 +161,9 @@ class _TrainableFields(UnitFields, SourceFields):
     index: int = Field(
         default=0, ge=0, description="Which saved intervention of load_from to use (order of the saved list)."
     )
+    allow_nonfinite: bool = Field(
+        default=False, description="Accept saved weights that hold NaN or infinite values (refused by default)."
+    )
 
 
 class RotatedConfig(_TrainableFields):

@@ -1,6 +1,9 @@
 """The registered capabilities: ``attach(handle, sites, context)`` builds an :class:`IntervenedModel` and
 returns its :class:`~guardchain.interventions.model.Attachment` (the kernel's ``Detachable``).
 
+One factory serves every registered name: :class:`RegisteredIntervention` finds the intervention class from the
+type of its validated config (:mod:`guardchain.interventions.table`).
+
 Sites are resolved by the run's adapter (``context.adapter``, else the handle's adapter created through
 ``context.registry``). Trainable interventions read the hidden size of their sites from one short probe forward
 pass; with ``load_from`` their weights come from a directory written by ``save_interventions``. Sourced
@@ -10,7 +13,7 @@ interventions run their source (``source_input_ids`` or ``source_text``) once, w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from pydantic import BaseModel
@@ -19,22 +22,21 @@ from safetensors.torch import save_file
 from guardchain.core.context import RunContext
 from guardchain.core.handles import ModelHandle
 from guardchain.interventions.base import Intervention
+from guardchain.interventions.catalog import class_for_config
 from guardchain.interventions.codes import InterventionErrorCode, intervention_error
 from guardchain.interventions.model import Attachment, Binding, IntervenedModel
 from guardchain.interventions.serialize import read_saved
 from guardchain.interventions.sites import adapter_for, probe_hidden_sizes, resolve
-from guardchain.interventions.static import Add, Collect, Interchange, Noise, Replace, Scale, Zero
-from guardchain.interventions.trainable import BoundlessRotatedSpace, LowRankRotatedSpace, RotatedSpace
 from guardchain.interventions.units import Units
 
 
 class RegisteredIntervention:
-    """Base of the registered capabilities; subclasses set :attr:`intervention_class`."""
-
-    intervention_class: ClassVar[type[Intervention]]
+    """Every registered intervention: ``config`` is the validated config model of one table row, whose class
+    :attr:`intervention_class` is built on :meth:`attach`."""
 
     def __init__(self, config: BaseModel) -> None:
         self.config = config
+        self.intervention_class: type[Intervention] = class_for_config(config)
 
     def _device(self, handle: ModelHandle) -> torch.device:
         model: torch.nn.Module = handle.model
@@ -85,7 +87,7 @@ class RegisteredIntervention:
         config: Any = self.config
         if getattr(config, "load_from", None) is None:
             return
-        saved = read_saved(config.load_from, map_location=self._device(handle))
+        saved = read_saved(config.load_from, map_location=self._device(handle), allow_nonfinite=config.allow_nonfinite)
         if config.index >= len(saved.interventions):
             raise intervention_error(
                 InterventionErrorCode.LOAD,
@@ -112,17 +114,9 @@ class RegisteredIntervention:
         return IntervenedModel(handle.model, [Binding(ref, intervention, units) for ref in refs])
 
     def attach(self, handle: ModelHandle, sites: Sequence[str], context: RunContext) -> Attachment:
-        """Attach to ``sites`` of ``handle``; the returned attachment's ``remove()`` detaches exactly this."""
-        return self.build(handle, sites, context).attach(self._sources(handle))
-
-
-class CollectPlugin(RegisteredIntervention):
-    """``collect``; with ``artifact`` set, the records are written to the run directory on ``remove()``."""
-
-    intervention_class = Collect
-
-    def attach(self, handle: ModelHandle, sites: Sequence[str], context: RunContext) -> Attachment:
-        attachment = super().attach(handle, sites, context)
+        """Attach to ``sites`` of ``handle``; the returned attachment's ``remove()`` detaches exactly this. With
+        ``collect``'s ``artifact`` set, the records are written to the run directory on ``remove()``."""
+        attachment = self.build(handle, sites, context).attach(self._sources(handle))
         artifact = getattr(self.config, "artifact", None)
         if artifact:
 
@@ -137,57 +131,3 @@ class CollectPlugin(RegisteredIntervention):
 
             attachment.on_remove(write)
         return attachment
-
-
-class ZeroPlugin(RegisteredIntervention):
-    """``zero``."""
-
-    intervention_class = Zero
-
-
-class AddPlugin(RegisteredIntervention):
-    """``add``."""
-
-    intervention_class = Add
-
-
-class ScalePlugin(RegisteredIntervention):
-    """``scale``."""
-
-    intervention_class = Scale
-
-
-class ReplacePlugin(RegisteredIntervention):
-    """``replace``."""
-
-    intervention_class = Replace
-
-
-class NoisePlugin(RegisteredIntervention):
-    """``noise``."""
-
-    intervention_class = Noise
-
-
-class InterchangePlugin(RegisteredIntervention):
-    """``interchange``."""
-
-    intervention_class = Interchange
-
-
-class RotatedPlugin(RegisteredIntervention):
-    """``rotated`` (DAS)."""
-
-    intervention_class = RotatedSpace
-
-
-class LowRankRotatedPlugin(RegisteredIntervention):
-    """``low_rank_rotated``."""
-
-    intervention_class = LowRankRotatedSpace
-
-
-class BoundlessPlugin(RegisteredIntervention):
-    """``boundless``."""
-
-    intervention_class = BoundlessRotatedSpace

@@ -33,8 +33,6 @@ class Collect(Intervention):
     selected) or ``(B, P, h, d_head)``; detached clones, on ``device`` if given (else where they were computed).
     """
 
-    plugin_name = "collect"
-
     def __init__(self, device: str | torch.device | None = None) -> None:
         super().__init__()
         self.device = None if device is None else torch.device(device)
@@ -65,8 +63,6 @@ class Collect(Intervention):
 class Zero(Intervention):
     """out = 0 on the selected units (zero ablation)."""
 
-    plugin_name = "zero"
-
     def forward(self, base: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
         return torch.zeros_like(base)
 
@@ -78,7 +74,6 @@ class Zero(Intervention):
 class Add(Intervention):
     """out = b + scale * v: activation steering with a constant vector ``v`` of the selected hidden size."""
 
-    plugin_name = "add"
     vector: torch.Tensor
 
     def __init__(self, vector: torch.Tensor | Sequence[float], scale: float = 1.0) -> None:
@@ -102,8 +97,6 @@ class Add(Intervention):
 class Scale(Intervention):
     """out = factor * b."""
 
-    plugin_name = "scale"
-
     def __init__(self, factor: float) -> None:
         super().__init__()
         self.factor = float(factor)
@@ -122,7 +115,6 @@ class Scale(Intervention):
 class Replace(Intervention):
     """out = value: a constant, or a vector of the selected hidden size broadcast over the units."""
 
-    plugin_name = "replace"
     value: torch.Tensor
 
     def __init__(self, value: float | torch.Tensor | Sequence[float]) -> None:
@@ -151,8 +143,6 @@ class Noise(Intervention):
     The generator is created per device on first use and advances with every call: the same seed and the same
     sequence of calls give the same noise. :meth:`reset` starts the sequence again.
     """
-
-    plugin_name = "noise"
 
     def __init__(self, std: float, seed: int = 0) -> None:
         super().__init__()
@@ -185,7 +175,6 @@ class Interchange(Intervention):
     """out = s: the source run's selected units replace the base's (interchange intervention, Geiger et al. 2021,
     *Causal Abstractions of Neural Networks*)."""
 
-    plugin_name = "interchange"
     needs_source = True
 
     def forward(self, base: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:

@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from torch.nn.utils.parametrizations import orthogonal
 
 from guardchain.interventions.base import Intervention, check_source
+from guardchain.interventions.catalog import lookup
 from guardchain.interventions.codes import InterventionErrorCode, intervention_error
 from guardchain.interventions.config import BoundlessConfig, LowRankRotatedConfig, RotatedConfig
 
@@ -86,7 +87,9 @@ class _Trainable(Intervention):
             )
         return check_source(base, source, self.plugin_name)
 
-    def _load_exact(self, tensors: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]]) -> None:
+    def _load_exact(self, tensors: dict[str, torch.Tensor]) -> None:
+        config = lookup(self.plugin_name)[1].model_validate(self.params())
+        expected = self.tensor_shapes(config, self.dim)
         if set(tensors) != set(expected):
             raise intervention_error(
                 InterventionErrorCode.LOAD,
@@ -103,8 +106,6 @@ class _Trainable(Intervention):
 class RotatedSpace(_Trainable):
     """``rotated``: full DAS with an orthogonal ``d x d`` rotation; interchanges the first ``interchange_dim``
     rotated coordinates (formula in the module docstring)."""
-
-    plugin_name = "rotated"
 
     def __init__(self, dim: int, interchange_dim: int, seed: int = 0) -> None:
         super().__init__(dim, seed)
@@ -132,8 +133,13 @@ class RotatedSpace(_Trainable):
         return {"rotation": self.rotation.detach()}
 
     def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self._load_exact(tensors, {"rotation": (self.dim, self.dim)})
+        self._load_exact(tensors)
         _assign_weight(self.rotate, tensors["rotation"])
+
+    @classmethod
+    def tensor_shapes(cls, config: BaseModel, dim: int | None) -> dict[str, tuple[int, ...]]:
+        d = _require_dim(dim, cls.plugin_name)
+        return {"rotation": (d, d)}
 
     @classmethod
     def from_config(cls, config: BaseModel, *, dim: int | None, seed: int) -> RotatedSpace:
@@ -143,8 +149,6 @@ class RotatedSpace(_Trainable):
 
 class LowRankRotatedSpace(_Trainable):
     """``low_rank_rotated``: ``out = b + (s W - b W) W^T`` with ``W`` (d x rank) of orthonormal columns."""
-
-    plugin_name = "low_rank_rotated"
 
     def __init__(self, dim: int, rank: int, seed: int = 0) -> None:
         super().__init__(dim, seed)
@@ -170,8 +174,12 @@ class LowRankRotatedSpace(_Trainable):
         return {"basis": self.basis.detach().contiguous()}
 
     def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self._load_exact(tensors, {"basis": (self.dim, self.rank)})
+        self._load_exact(tensors)
         _assign_weight(self.project, tensors["basis"].T.contiguous())
+
+    @classmethod
+    def tensor_shapes(cls, config: BaseModel, dim: int | None) -> dict[str, tuple[int, ...]]:
+        return {"basis": (_require_dim(dim, cls.plugin_name), cast(LowRankRotatedConfig, config).rank)}
 
     @classmethod
     def from_config(cls, config: BaseModel, *, dim: int | None, seed: int) -> LowRankRotatedSpace:
@@ -181,8 +189,6 @@ class LowRankRotatedSpace(_Trainable):
 
 class BoundlessRotatedSpace(_Trainable):
     """``boundless``: a learned soft boundary over the rotated coordinates (formula in the module docstring)."""
-
-    plugin_name = "boundless"
 
     def __init__(
         self,
@@ -251,11 +257,16 @@ class BoundlessRotatedSpace(_Trainable):
         }
 
     def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self._load_exact(tensors, {"rotation": (self.dim, self.dim), "boundary_logit": (1,), "log_temperature": (1,)})
+        self._load_exact(tensors)
         _assign_weight(self.rotate, tensors["rotation"])
         with torch.no_grad():
             self.boundary_logit.copy_(tensors["boundary_logit"].reshape(()))
             self.log_temperature.copy_(tensors["log_temperature"].reshape(()))
+
+    @classmethod
+    def tensor_shapes(cls, config: BaseModel, dim: int | None) -> dict[str, tuple[int, ...]]:
+        d = _require_dim(dim, cls.plugin_name)
+        return {"rotation": (d, d), "boundary_logit": (1,), "log_temperature": (1,)}
 
     @classmethod
     def from_config(cls, config: BaseModel, *, dim: int | None, seed: int) -> BoundlessRotatedSpace:

@@ -45,17 +45,20 @@ DESCRIPTIONS: dict[MetricErrorCode, str] = {
     "(their `tokenizer_sha256` differs from the handle's provenance).",
     MetricErrorCode.LABEL_RANGE: "A label is not below the number of classes the model predicts.",
     MetricErrorCode.LLC_SETTINGS: "`estimate_llc` / `grid_search` got an invalid setting (the message lists each "
-    "one; a chain file's step config gets the kernel's `GC-CONFIG-*` codes instead), or a grid with no point.",
+    "one: a non-finite `epsilon`, `gamma`, `nbeta` or `explode_threshold`, `step_check_chains` not 0 or 2 … "
+    "`chains`; a chain file's step config gets the kernel's `GC-CONFIG-*` codes instead), or a grid with no point.",
     MetricErrorCode.LLC_MODEL: "`llc` needs a `torch.nn.Module` with floating-point parameters (the handle's "
     "`model` for a chain step).",
     MetricErrorCode.LLC_PARAMS: "An entry of `params` or `sites` selects no floating-point parameter of the model "
     "(the message lists some that exist), or a site cannot be resolved by the adapter.",
     MetricErrorCode.LLC_DATA: "The data give no batch, a batch cannot be unpacked into (inputs, targets), or the "
     "model cannot be called on it.",
-    MetricErrorCode.LLC_LOSS: "The loss function does not return a scalar, or the loss L0 at w* is not finite.",
+    MetricErrorCode.LLC_LOSS: "The loss function does not return a scalar, the loss L0 at w* is not finite (a "
+    "given `init_loss` of NaN or ±inf, or an L0 batch), or the loss at w* of the first step's batch is not finite.",
     MetricErrorCode.LLC_DEVICE: "A requested device is not available (e.g. `cuda:1` on a machine with one GPU).",
-    MetricErrorCode.LLC_DIVERGED: "Every chain diverged (a NaN or infinite loss): no estimate exists. Lower "
-    "`epsilon`, raise `gamma`, or run `grid_search`.",
+    MetricErrorCode.LLC_DIVERGED: "No finite estimate exists: every chain diverged (a NaN or infinite loss or "
+    "λ̂), exploded or escaped the basin of w* (further from w* than the localization allows), or the mean over the "
+    "healthy chains overflowed. Lower `epsilon`, raise `gamma`, or run `grid_search`.",
     MetricErrorCode.LLC_PLOT: "A trace plot was requested from the Python API but matplotlib is not installed "
     "(install the `plot` extra: `pip install guardchain-metrics[plot]`).",
 }

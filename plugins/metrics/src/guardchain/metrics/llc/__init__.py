@@ -6,7 +6,8 @@ stays torch-free): :func:`estimate_llc`, :class:`LlcSampler`, :class:`LlcResult`
 
 Modules: ``config`` (settings), ``data`` (pre-collated batches and losses), ``noise`` (per-chain seeds),
 ``sgld`` (the vmapped sampler on one device), ``estimator`` (the API and multi-device orchestration),
-``diagnostics`` (chain health), ``grid`` (grid search), ``plot`` (trace plot), ``metric`` (the chain step).
+``diagnostics`` (chain health: divergence, leaving the basin, trends, step size), ``stepcheck`` (the ε/2 re-run and
+the extrapolated estimate), ``grid`` (grid search), ``plot`` (trace plot), ``metric`` (the chain step).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SamplingDtype = Literal["float32", "float64", "bfloat16", "float16"]
 CompileMode = Literal["auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
@@ -32,11 +32,16 @@ class SamplerSettings(BaseModel):
     draws: int = Field(default=200, ge=1, le=10_000_000, description="Recorded draws per chain (after burn-in).")
     burnin: int = Field(default=100, ge=0, le=10_000_000, description="SGLD steps before the first draw.")
     steps_between_draws: int = Field(default=1, ge=1, le=100_000, description="SGLD steps per draw (thinning).")
-    epsilon: float = Field(default=1e-4, gt=0, le=10.0, description="Step size ε (the SGLD learning rate).")
-    gamma: float = Field(default=1.0, ge=0, le=1e9, description="Localization strength γ around w*.")
+    epsilon: float = Field(
+        default=1e-4, gt=0, le=10.0, allow_inf_nan=False, description="Step size ε (the SGLD learning rate)."
+    )
+    gamma: float = Field(
+        default=1.0, ge=0, le=1e9, allow_inf_nan=False, description="Localization strength γ around w*."
+    )
     nbeta: float | None = Field(
         default=None,
         gt=0,
+        allow_inf_nan=False,
         description="Inverse temperature nβ; null: n/ln(n) with n the number of samples (rows) in the data.",
     )
     batch_size: int | None = Field(
@@ -74,7 +79,9 @@ class SamplerSettings(BaseModel):
         "parameters that move; empty: every floating-point parameter.",
     )
     init_loss: float | None = Field(
-        default=None, description="L0 given by the caller; null: computed at w* on the L0 batches."
+        default=None,
+        description="L0 given by the caller; null: computed at w* on the L0 batches. A non-finite value is "
+        "refused with GC-METRIC-LLC-LOSS.",
     )
     init_loss_batches: int | None = Field(
         default=None,
@@ -103,6 +110,7 @@ class SamplerSettings(BaseModel):
     explode_threshold: float | None = Field(
         default=None,
         gt=0,
+        allow_inf_nan=False,
         description="A chain explodes when nβ·(mean loss of its last 10 % of draws − L0) exceeds this; null: "
         "d/2 + 10·sqrt(d/2) for d sampled parameters (the largest possible λ plus ten equilibrium standard "
         "deviations of a regular model).",
@@ -110,6 +118,29 @@ class SamplerSettings(BaseModel):
     min_acceptance: float = Field(
         default=0.5, ge=0, le=1, description="Warn when a chain's mean MALA acceptance is below this."
     )
+    step_check_chains: int = Field(
+        default=0,
+        ge=0,
+        le=4096,
+        description="Re-run the first k chains at ε/2 on the same Brownian path (2·k chains' worth of extra steps) "
+        "and report λ̂(ε) − λ̂(ε/2) with its standard error and the extrapolated 2·λ̂(ε/2) − λ̂(ε); 0: off, else "
+        "2 … chains.",
+    )
+    step_tolerance: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="Flag the step size when its estimated relative bias exceeds this: the step-size check's "
+        "2·(λ̂(ε) − λ̂(ε/2))/λ̂, and the localization step's own εγ/(4 − εγ).",
+    )
+
+    @model_validator(mode="after")
+    def _step_check_chains(self) -> SamplerSettings:
+        if self.step_check_chains and not 2 <= self.step_check_chains <= self.chains:
+            raise ValueError(
+                f"step_check_chains must be 0 or between 2 and chains ({self.chains}), got {self.step_check_chains}"
+            )
+        return self
 
 
 class LlcConfig(SamplerSettings):

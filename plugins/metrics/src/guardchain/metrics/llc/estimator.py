@@ -10,7 +10,9 @@ burn-in, and **L0 = the mean over the L0 batches of each batch's mean loss at w*
 batch, i.e. one pass over the data: the same statistic the cycled draws average, evaluated at w*; canonical-interp
 computes it the same way). The estimate is the mean of λ̂_c over the healthy chains; ``llc_std`` is their
 standard deviation with ``ddof = 1`` and ``llc_sem = llc_std/√c``. ``nβ`` defaults to ``n/ln n`` with ``n`` the
-number of rows in the data (:func:`default_nbeta`).
+number of rows in the data (:func:`default_nbeta`). A non-finite L0 (given or computed) or a non-finite loss at w*
+is ``GC-METRIC-LLC-LOSS``; an estimate that is not finite is never returned as one (``GC-METRIC-LLC-DIVERGED``).
+With ``step_check_chains`` the first chains are re-run at ε/2 (:mod:`~guardchain.metrics.llc.stepcheck`).
 
 The model runs in eval mode while sampling (dropout off; the posterior is over a deterministic loss) and its own
 parameters are never modified: chains live in separate tensors and the model is called through
@@ -42,6 +44,7 @@ from guardchain.metrics.llc.data import Batches, LossFn, Unpack, collate, defaul
 from guardchain.metrics.llc.diagnostics import Diagnostics, diagnose
 from guardchain.metrics.llc.noise import batch_order
 from guardchain.metrics.llc.sgld import ChunkTrace, ParamLayout, SGLDKernel, select_parameters
+from guardchain.metrics.llc.stepcheck import StepCheck, assess, fine_schedule
 
 Floats = npt.NDArray[np.float64]
 
@@ -61,6 +64,8 @@ RUN_SETTINGS = frozenset(
         "mala_every",
         "explode_threshold",
         "min_acceptance",
+        "step_check_chains",
+        "step_tolerance",
     }
 )
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -157,6 +162,8 @@ class LlcResult:
             "shuffle": s.shuffle,
             "compile": s.compile,
             "mala_every": s.mala_every,
+            "step_check_chains": s.step_check_chains,
+            "step_tolerance": s.step_tolerance,
             "diagnostics": self.diagnostics.summary(),
         }
 
@@ -174,6 +181,8 @@ class LlcResult:
             "mala_steps": [int(x) for x in d.mala_steps],
             "mala_acceptance": [[float(x) for x in row] for row in d.acceptance],
             "distance_from_init": [[float(x) for x in row] for row in d.distance],
+            "distance_trace": [[float(x) for x in row] for row in d.distance_trace],
+            "escape_bound": [float(x) for x in d.escape_bound],
         }
 
     def plot(self, path: str | Path) -> Path:
@@ -334,16 +343,25 @@ class LlcSampler:
     def _init_loss(self) -> tuple[float, str, int]:
         s = self.settings
         if s.init_loss is not None:
+            if not math.isfinite(s.init_loss):
+                raise GuardchainError.single(
+                    MetricErrorCode.LLC_LOSS,
+                    f"the given L0 (init_loss) is not finite: {s.init_loss}",
+                    hint="pass a finite init_loss, or leave it null to compute L0 at w*",
+                )
             return float(s.init_loss), "given", 0
         kernel = self.kernels[0]
         batches = self.batches[self.devices[0]]
         k = min(s.init_loss_batches or len(batches), len(batches))
         values = [float(kernel.batch_loss(*batches.items[i])) for i in range(k)]
-        l0 = float(np.mean(values))
-        if not math.isfinite(l0):
+        bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
+        if bad:
             raise GuardchainError.single(
-                MetricErrorCode.LLC_LOSS, f"the loss at w* is not finite (L0 = {l0}) on the L0 batches"
+                MetricErrorCode.LLC_LOSS,
+                f"the loss at w* is not finite on L0 batch(es) {bad[:5]} (first: {values[bad[0]]})",
+                hint="check the model's weights and the data (a NaN or inf weight, an overflowing dtype)",
             )
+        l0 = float(np.mean(values))
         source = (
             f"mean of the per-batch mean losses at w* over batches 0..{k - 1} "
             f"({'all' if k == len(batches) else f'the first {k} of'} {len(batches)} pre-collated batches)"
@@ -353,10 +371,13 @@ class LlcSampler:
     def estimate(
         self, *, raise_if_all_diverged: bool = True, emit_warnings: bool = True, **overrides: Any
     ) -> LlcResult:
-        """Run the chains with this sampler's settings, updated by ``overrides`` (keys of :data:`RUN_SETTINGS`).
+        """Run the chains with this sampler's settings, updated by ``overrides`` (keys of :data:`RUN_SETTINGS`);
+        with ``step_check_chains`` also the step-size check (:mod:`~guardchain.metrics.llc.stepcheck`).
 
         :raises GuardchainError: ``GC-METRIC-LLC-SETTINGS`` for a bad or structural override,
-            ``GC-METRIC-LLC-DIVERGED`` when every chain diverged (unless ``raise_if_all_diverged`` is false).
+            ``GC-METRIC-LLC-LOSS`` when the loss at w* of the first step's batch is not finite,
+            ``GC-METRIC-LLC-DIVERGED`` when no finite estimate exists (every chain diverged, exploded or escaped,
+            or their mean overflowed), unless ``raise_if_all_diverged`` is false (λ̂ is then NaN or inf).
         """
         structural = sorted(set(overrides) - RUN_SETTINGS)
         if structural:
@@ -376,39 +397,53 @@ class LlcSampler:
         started = time.perf_counter()
         with self._sampling():
             traces = self._run_chains(s, order, nbeta, seed)
-        sampling_seconds = time.perf_counter() - started
         losses = np.concatenate([t.losses for t in traces], axis=0)
-        diagnostics = diagnose(
-            losses,
-            draw_steps,
-            init_loss=self.init_loss,
-            nbeta=nbeta,
-            d=self.layout.d,
-            moved=np.concatenate([t.moved for t in traces]),
-            mala_steps=traces[0].mala_steps,
-            acceptance=np.concatenate([t.acceptance for t in traces], axis=0),
-            distance=np.concatenate([t.distance for t in traces], axis=0),
-            explode_threshold=s.explode_threshold,
-            min_acceptance=s.min_acceptance,
-            emit=emit_warnings,
-        )
-        llcs = np.array([c.llc for c in diagnostics.chains], dtype=np.float64)
-        healthy = list(diagnostics.healthy)
-        if not healthy and raise_if_all_diverged:
+        self._check_loss_at_w0(losses, order)
+        w0 = self.kernels[0].w0.double()
+        common: dict[str, Any] = {
+            "init_loss": self.init_loss,
+            "nbeta": nbeta,
+            "d": self.layout.d,
+            "moved": np.concatenate([t.moved for t in traces]),
+            "mala_steps": traces[0].mala_steps,
+            "acceptance": np.concatenate([t.acceptance for t in traces], axis=0),
+            "distance": np.concatenate([t.distance for t in traces], axis=0),
+            "explode_threshold": s.explode_threshold,
+            "min_acceptance": s.min_acceptance,
+            "distance_trace": np.concatenate([t.distance_trace for t in traces], axis=0),
+            "epsilon": s.epsilon,
+            "gamma": s.gamma,
+            "roundoff": float(torch.finfo(self.dtype).eps) / 2,
+            "w0_sq": float(w0.dot(w0)),
+            "step_tolerance": s.step_tolerance,
+        }
+        step_check: StepCheck | None = None
+        if s.step_check_chains:
+            # the check's verdict needs λ̂ over the healthy chains first: a silent pass of the checks, then the
+            # step-size run, then the reported pass with its verdict
+            first = diagnose(losses, draw_steps, emit=False, **common)
+            with self._sampling():
+                step_check = self._step_check(s, order, draw_steps, nbeta, seed, first)
+        sampling_seconds = time.perf_counter() - started
+        diagnostics = diagnose(losses, draw_steps, step_check=step_check, emit=emit_warnings, **common)
+        mean, std, sem = _aggregate(diagnostics)
+        if raise_if_all_diverged and not math.isfinite(mean):
+            healthy = len(diagnostics.healthy)
+            reason = (
+                f"all {s.chains} chains diverged, exploded or escaped"
+                if not healthy
+                else f"the mean over the {healthy} healthy chains is not finite ({mean})"
+            )
             raise GuardchainError.single(
                 MetricErrorCode.LLC_DIVERGED,
-                f"all {s.chains} chains diverged or exploded at epsilon={s.epsilon:g}, gamma={s.gamma:g}, "
-                f"nbeta={nbeta:g}",
+                f"{reason} at epsilon={s.epsilon:g}, gamma={s.gamma:g}, nbeta={nbeta:g}",
                 hint="lower epsilon, raise gamma, or run grid_search",
             )
-        kept = llcs[healthy]
-        mean = float(kept.mean()) if kept.size else math.nan
-        std = float(kept.std(ddof=1)) if kept.size > 1 else math.nan
         return LlcResult(
             llc_mean=mean,
             llc_std=std,
-            llc_sem=std / math.sqrt(kept.size) if kept.size > 1 else math.nan,
-            llc_per_chain=llcs,
+            llc_sem=sem,
+            llc_per_chain=np.array([c.llc for c in diagnostics.chains], dtype=np.float64),
             loss_trace=losses,
             draw_steps=draw_steps,
             init_loss=self.init_loss,
@@ -423,6 +458,61 @@ class LlcSampler:
             settings=s,
             diagnostics=diagnostics,
             timings={"setup": self.setup_seconds, "sampling": sampling_seconds},
+        )
+
+    def _check_loss_at_w0(self, losses: Floats, order: npt.NDArray[np.int64]) -> None:
+        """Step 0 of every chain is at w*: a non-finite loss there is the data's or the model's, not a divergence.
+
+        :raises GuardchainError: ``GC-METRIC-LLC-LOSS``.
+        """
+        if losses.shape[1] and not np.isfinite(losses[:, 0]).any():
+            raise GuardchainError.single(
+                MetricErrorCode.LLC_LOSS,
+                f"the loss at w* is not finite on batch {int(order[0])} ({losses[0, 0]}), the first step's batch",
+                hint="check the data and the model's weights; L0 was computed on other batches",
+            )
+
+    def _step_check(
+        self,
+        s: SamplerSettings,
+        order: npt.NDArray[np.int64],
+        draw_steps: npt.NDArray[np.int64],
+        nbeta: float,
+        seed: int,
+        first: Diagnostics,
+    ) -> StepCheck:
+        """Re-run chains ``0 … step_check_chains − 1`` at ε/2 on the first device (same Brownian path)."""
+        chains = list(range(s.step_check_chains))
+        fine_order, fine_draws = fine_schedule(order, draw_steps)
+        kernel = self.kernels[0]
+        per_call = s.chains_per_call or len(chains)
+        traces = [
+            kernel.run(
+                self.batches[kernel.device],
+                fine_order,
+                chains[start : start + per_call],
+                seed=seed,
+                epsilon=s.epsilon / 2,
+                gamma=s.gamma,
+                nbeta=nbeta,
+                mala_every=0,
+                refined=True,
+            )
+            for start in range(0, len(chains), per_call)
+        ]
+        mean, _, sem = _aggregate(first)
+        return assess(
+            chains,
+            epsilon=s.epsilon,
+            llc_per_chain=np.array([c.llc for c in first.chains], dtype=np.float64),
+            healthy=first.healthy,
+            llc_mean=mean,
+            llc_sem=sem,
+            fine_losses=np.concatenate([t.losses for t in traces], axis=0),
+            fine_draws=fine_draws,
+            init_loss=self.init_loss,
+            nbeta=nbeta,
+            tolerance=s.step_tolerance,
         )
 
     def _run_chains(
@@ -453,6 +543,16 @@ class LlcSampler:
         with ThreadPoolExecutor(max_workers=len(pairs)) as pool:
             futures = [pool.submit(run_group, kernel, ids) for kernel, ids in pairs]
             return [trace for future in futures for trace in future.result()]
+
+
+def _aggregate(diagnostics: Diagnostics) -> tuple[float, float, float]:
+    """(mean, std with ddof 1, sem) of λ̂_c over the healthy chains (NaN where undefined or not finite)."""
+    kept = np.array([c.llc for c in diagnostics.chains if c.healthy], dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = float(kept.mean()) if kept.size else math.nan
+        std = float(kept.std(ddof=1)) if kept.size > 1 else math.nan
+    sem = std / math.sqrt(kept.size) if kept.size > 1 else math.nan
+    return mean, std, sem
 
 
 def estimate_llc(

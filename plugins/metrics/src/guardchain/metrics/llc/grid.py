@@ -4,9 +4,9 @@ Default grid: ε log-spaced over ``1e-6 … 1e-2`` (five points, devinterp's ``E
 spaces linearly), γ in ``(1, 10, 100)``, nβ the sampler's default. Each record holds the point, λ̂ with its sem,
 the mean MALA acceptance, the failed checks (:mod:`~guardchain.metrics.llc.diagnostics`) and the wall seconds.
 
-**Recommendation**: among the points whose traces are *stable* (no divergence, explosion, stuck chain, trend or
-negative λ̂), preferring those whose MALA acceptance is not low when there are any, the one with the largest ε
-(fastest mixing, while the traces stay flat); ties go to the smallest relative sem. ``None`` when no point is
+**Recommendation**: among the points whose traces are *stable* (no divergence, explosion, escape, stuck chain,
+trend or negative λ̂), preferring those whose MALA acceptance is not low when there are any, the one with the
+largest ε (fastest mixing, while the traces stay flat); ties go to the smallest relative sem. ``None`` when no point is
 stable. (Low acceptance alone does not make a trace unstable: in a model with 10⁵ sampled weights the acceptance
 of SGLD steps is often below 0.5 at every ε that mixes in a few hundred steps; it is reported per point.)
 """
@@ -29,7 +29,7 @@ from guardchain.metrics.llc.estimator import LlcSampler
 DEFAULT_EPSILONS = tuple(float(x) for x in np.logspace(-6, -2, 5))
 DEFAULT_GAMMAS = (1.0, 10.0, 100.0)
 #: Checks that make a point's traces unstable (``low_acceptance`` only lowers its preference).
-UNSTABLE = frozenset({"diverged", "exploding", "stuck", "trend", "negative"})
+UNSTABLE = frozenset({"diverged", "exploding", "escaped", "stuck", "trend", "negative"})
 
 
 @dataclass(frozen=True)

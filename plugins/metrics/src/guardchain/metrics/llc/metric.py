@@ -26,9 +26,9 @@ from guardchain.core.context import RunContext
 from guardchain.core.errors import GuardchainError
 from guardchain.core.handles import ModelHandle
 from guardchain.core.results import MetricResult
-from guardchain.core.windows import TokenWindows
+from guardchain.core.windows import TokenWindows, pad_token_id
 from guardchain.metrics.batching import padded_batches
-from guardchain.metrics.checks import pad_id, require_adapter_method, require_data
+from guardchain.metrics.checks import require_adapter_method, require_data
 from guardchain.metrics.codes import MetricErrorCode
 from guardchain.metrics.llc.config import LlcConfig, SamplerSettings
 from guardchain.metrics.llc.estimator import LlcResult, LlcSampler
@@ -68,7 +68,7 @@ class LocalLearningCoefficient:
                 MetricErrorCode.LLC_MODEL, f"llc needs handle.model to be a torch.nn.Module, got {type(model).__name__}"
             )
         batch_size = cfg.batch_size or DEFAULT_WINDOWS_PER_BATCH
-        batches = [b.as_dict() for b in padded_batches(tokens, batch_size, pad_id(handle.tokenizer))]
+        batches = [b.as_dict() for b in padded_batches(tokens, batch_size, pad_token_id(handle.tokenizer))]
         settings_fields = set(SamplerSettings.model_fields)
         values = {k: v for k, v in cfg.model_dump().items() if k in settings_fields}
         values["params"] = tuple(cfg.params) + self._site_modules(handle, context)

@@ -2,8 +2,9 @@
 state are left alone).
 
 Top panel: every chain's ``nβ·(L_t − L0)`` against the step, the burn-in shaded and the estimate λ̂ as a horizontal
-line (a healthy run shows flat, overlapping traces after the burn-in). Bottom panel: the MALA acceptance at the
-checked steps, when estimated, else the distance ``‖w − w*‖₂``.
+line (a healthy run shows flat, overlapping traces after the burn-in). Middle panel: every chain's ``‖w − w*‖₂``
+with the escape bound ``√(D_t·q_d)`` (:mod:`~guardchain.metrics.llc.diagnostics`) dashed: flat traces below the
+bound are equilibrated chains in the basin. Bottom panel: the MALA acceptance at the checked steps, when estimated.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def plot_traces(result: LlcResult, path: Path) -> Path:
         ) from exc
     excess = result.nbeta * (result.loss_trace - result.init_loss)
     steps = np.arange(excess.shape[1])
-    figure = Figure(figsize=(9, 6), layout="constrained")
-    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    figure = Figure(figsize=(9, 8), layout="constrained")
+    top, middle, bottom = figure.subplots(3, 1, sharex=True, height_ratios=(3, 2, 1))
     for c in range(excess.shape[0]):
         top.plot(steps, excess[c], linewidth=0.6, alpha=0.7, label=f"chain {c}")
     if result.settings.burnin:
@@ -59,6 +60,17 @@ def plot_traces(result: LlcResult, path: Path) -> Path:
     if excess.shape[0] <= 12:
         top.legend(fontsize="small", ncols=2)
     d = result.diagnostics
+    if d.distance_trace.size:
+        for c in range(d.distance_trace.shape[0]):
+            middle.plot(steps, d.distance_trace[c], linewidth=0.6, alpha=0.7)
+        if np.isfinite(d.escape_bound).any():
+            middle.plot(
+                steps, np.sqrt(d.escape_bound), color="black", linestyle="--", linewidth=1.0, label="escape bound"
+            )
+            middle.legend(fontsize="small", loc="lower right")
+        if result.settings.burnin:
+            middle.axvspan(0, result.settings.burnin, color="0.85")
+        middle.set_ylabel("‖w − w*‖₂")
     if d.mala_steps.size:
         for c in range(d.acceptance.shape[0]):
             bottom.plot(d.mala_steps, d.acceptance[c], marker=".", linewidth=0.5)

@@ -9,9 +9,11 @@ The sampled parameters of a chain live in one flat vector ``w ∈ R^d``; the cha
 
 written in place as ``W.lerp_(w*, εγ/2)``, ``W += −(εnβ/2)·G``, ``W += √ε·Ξ``. The loss recorded for a step is
 ``L_B`` at the pre-step parameters: the same forward pass that gave the gradient, as devinterp and
-canonical-interp record it. Losses go into a preallocated ``[C, steps]`` tensor on the device: no host sync per
-step. With ``compile`` the step (gradient and update) is one ``torch.compile``d graph taking ``(ε, γ, nβ)`` as a
-tensor, so a grid over them reuses one compilation.
+canonical-interp record it. Losses go into a preallocated ``[C, steps]`` tensor on the device, and so does the
+distance ``‖w − w*‖₂`` at the same pre-step parameters (one reduction per step, for the basin and equilibration
+checks of :mod:`~guardchain.metrics.llc.diagnostics`): no host sync per step. With ``compile`` the step (gradient
+and update) is one ``torch.compile``d graph taking ``(ε, γ, nβ)`` as a tensor, so a grid over them reuses one
+compilation.
 
 **Fused steps.** For a small model the step is mostly per-call overhead (the Python loop, dynamo's guard check and
 the compiled call's dispatch, the trace write, the noise slice): about 0.2 ms for 8 chains of a 33-parameter
@@ -48,7 +50,7 @@ from guardchain.core.errors import GuardchainError
 from guardchain.metrics.codes import MetricErrorCode
 from guardchain.metrics.llc.data import Batches, LossFn, StackedBatches, call_model
 from guardchain.metrics.llc.inductor import compile_step
-from guardchain.metrics.llc.noise import ChainNoise
+from guardchain.metrics.llc.noise import ChainNoise, RefinedNoise
 
 Floats = npt.NDArray[np.float64]
 
@@ -113,6 +115,7 @@ class ChunkTrace:
     """What one call of :meth:`SGLDKernel.run` records, for chains in row order.
 
     :ivar losses: ``[C, steps]`` minibatch loss at each step's pre-step parameters.
+    :ivar distance_trace: ``[C, steps]`` ``‖w − w*‖₂`` at the same pre-step parameters (0 at step 0).
     :ivar mala_steps: the steps where the acceptance was estimated, ``[M]``.
     :ivar acceptance: ``[C, M]`` MALA acceptance probability of those steps' transitions.
     :ivar distance: ``[C, M]`` ``‖w − w*‖₂`` after those steps.
@@ -120,6 +123,7 @@ class ChunkTrace:
     """
 
     losses: Floats
+    distance_trace: Floats
     mala_steps: npt.NDArray[np.int64]
     acceptance: Floats
     distance: Floats
@@ -162,8 +166,8 @@ class SGLDKernel:
             torch.func.grad_and_value(self.loss_of_flat), in_dims=(0, None, None), randomness="different"
         )
         self.fuse_steps = max(1, fuse_steps)
-        step: Callable[..., tuple[torch.Tensor, torch.Tensor]] = self._fused_step
-        block: Callable[..., tuple[torch.Tensor, torch.Tensor]] = self._fused_block
+        step: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = self._fused_step
+        block: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = self._fused_block
         if compile_mode is None:
             self._step, self._block = step, block
         else:
@@ -199,11 +203,13 @@ class SGLDKernel:
 
     def _fused_step(
         self, w: torch.Tensor, inputs: Any, targets: Any, noise: torch.Tensor, coef: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Functional step for ``torch.compile``: ``coef = [εγ/2, −εnβ/2, √ε]``; returns (new W, losses)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Functional step for ``torch.compile``: ``coef = [εγ/2, −εnβ/2, √ε]``; returns (new W, losses, pre-step
+        distances ``‖w − w*‖₂``)."""
         grads, losses = self._vgrad(w, inputs, targets)
-        updated = w + coef[0] * (self.w0 - w) + coef[1] * grads + coef[2] * noise
-        return updated, losses
+        offset = self.w0 - w
+        updated = w + coef[0] * offset + coef[1] * grads + coef[2] * noise
+        return updated, losses, torch.linalg.vector_norm(offset, dim=1)
 
     def _fused_block(
         self,
@@ -212,17 +218,20 @@ class SGLDKernel:
         ids: torch.Tensor,
         noise: torch.Tensor,
         coef: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``K = len(ids)`` steps unrolled (one graph under ``torch.compile``): step ``k`` uses batch ``ids[k]``
         and noise ``noise[:, k]`` (``[C, K, d]``); returns (W after the ``K`` steps ``[C, d]``, losses ``[C, K]``
-        at each step's pre-step parameters). Same update as :meth:`_fused_step`."""
-        losses = []
+        and distances ``‖w − w*‖₂`` ``[C, K]`` at each step's pre-step parameters). Same update as
+        :meth:`_fused_step`."""
+        losses, distances = [], []
         for k in range(ids.shape[0]):
             inputs, targets = stacked.select(ids[k : k + 1])
             grads, loss = self._vgrad(w, inputs, targets)
-            w = w + coef[0] * (self.w0 - w) + coef[1] * grads + coef[2] * noise[:, k]
+            offset = self.w0 - w
+            w = w + coef[0] * offset + coef[1] * grads + coef[2] * noise[:, k]
             losses.append(loss)
-        return w, torch.stack(losses, dim=1)
+            distances.append(torch.linalg.vector_norm(offset, dim=1))
+        return w, torch.stack(losses, dim=1), torch.stack(distances, dim=1)
 
     def _eager_step(
         self, w: torch.Tensor, inputs: Any, targets: Any, noise: torch.Tensor, scalars: tuple[float, float, float]
@@ -270,13 +279,17 @@ class SGLDKernel:
         gamma: float,
         nbeta: float,
         mala_every: int,
+        refined: bool = False,
     ) -> ChunkTrace:
         """Advance the chains ``chain_ids`` (from w*) for ``len(order)`` steps; step ``i`` uses batch
-        ``order[i]``."""
+        ``order[i]``. With ``refined`` the noise is :class:`~guardchain.metrics.llc.noise.RefinedNoise`: the
+        half-step noise of the chains' Brownian path (the caller halves ``epsilon`` and repeats each batch)."""
         steps, n_chains = len(order), len(chain_ids)
         w = self.w0.expand(n_chains, -1).clone()
         trace = torch.empty((n_chains, steps), device=self.device, dtype=torch.float64)
-        noise = ChainNoise(seed, chain_ids, self.layout.d, self.device, self.dtype)
+        dist_trace = torch.empty_like(trace)
+        source = RefinedNoise if refined else ChainNoise
+        noise = source(seed, chain_ids, self.layout.d, self.device, self.dtype)
         scalars = (0.5 * epsilon * gamma, -0.5 * epsilon * nbeta, math.sqrt(epsilon))
         coef = torch.tensor(scalars, device=self.device, dtype=self.dtype)
         mala_steps = [i for i in range(steps) if mala_every and (i + 1) % mala_every == 0]
@@ -294,32 +307,38 @@ class SGLDKernel:
                 if ids is not None and stacked is not None and i + k_steps <= next_mala:
                     if cudagraphs:
                         torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
-                    updated, block_losses = self._block(w, stacked, ids[i : i + k_steps], noise.take(k_steps), coef)
+                    updated, block_losses, block_dist = self._block(
+                        w, stacked, ids[i : i + k_steps], noise.take(k_steps), coef
+                    )
                     # CUDA graphs reuse their output memory at the next replay: copy; elsewhere keep the output.
                     w = w.copy_(updated) if cudagraphs else updated
                     trace[:, i : i + k_steps] = block_losses
+                    dist_trace[:, i : i + k_steps] = block_dist
                     i += k_steps
                     continue
                 inputs, targets = batches.items[int(order[i])]
                 xi = noise.next()
                 if i == next_mala:
                     pending_mala.pop()
+                    dist_trace[:, i] = torch.linalg.vector_norm(w - self.w0, dim=1)
                     losses, acceptance[:, column], distance[:, column] = self._mala_step(
                         w, inputs, targets, xi, epsilon, gamma, nbeta, scalars
                     )
                     column += 1
                 elif self.compile_mode is None or ids is not None:
+                    dist_trace[:, i] = torch.linalg.vector_norm(w - self.w0, dim=1)
                     _, losses = self._eager_step(w, inputs, targets, xi, scalars)
                 else:
                     if cudagraphs:
                         torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
-                    updated, losses = self._step(w, inputs, targets, xi, coef)
+                    updated, losses, dist_trace[:, i] = self._step(w, inputs, targets, xi, coef)
                     w.copy_(updated)
                 trace[:, i] = losses
                 i += 1
             moved = (w != self.w0).any(dim=1)
         return ChunkTrace(
             losses=trace.cpu().numpy(),
+            distance_trace=dist_trace.cpu().numpy(),
             mala_steps=np.asarray(mala_steps, dtype=np.int64),
             acceptance=acceptance.cpu().numpy(),
             distance=distance.cpu().numpy(),
