@@ -178,6 +178,57 @@ def test_hook_guardchain_resolve_adapter(fakes_module):
     assert registry.resolve_adapter("fake:3")[0] == "fake_lm"
 
 
+def _renderer(name, impl, **marks):
+    module = types.ModuleType(name)
+    module.GUARDCHAIN_PLUGIN_API = 1
+    module.guardchain_render_result = hookimpl(**marks)(impl)
+    return module
+
+
+def test_hook_guardchain_render_result(tmp_path):
+    from guardchain.core.views import ResultView, Text
+
+    seen = []
+
+    def own(kind, name, distribution, result, artifacts):
+        seen.append(("own", kind, name, distribution, sorted(artifacts)))
+        artifacts.clear()  # each implementation gets its own copy
+        if result.get("draw") == "own":
+            return ResultView(title="own view", blocks=[Text(text=str(result["value"]))])
+        return None
+
+    def other(name, result, artifacts):
+        seen.append(("other", name, sorted(artifacts)))
+        if result.get("draw") == "broken":
+            raise RuntimeError("renderer bug")
+        if result.get("draw") == "wrong":
+            return {"title": "not a view"}
+        return ResultView(title=f"other's view of {name}") if result.get("draw") != "nobody" else None
+
+    registry = Registry.from_plugins(
+        {"owner": _renderer("owner", own, trylast=True), "other": _renderer("other", other, tryfirst=True)}
+    )
+    files = {"llc/traces.json": tmp_path / "traces.json"}
+
+    # the capability's own plugin is asked first, even against tryfirst
+    view, problems = registry.render_result("metric", "score", "owner", "acme", {"draw": "own", "value": 3}, files)
+    assert (view.title, view.blocks[0].text, problems) == ("own view", "3", [])
+    assert seen == [("own", "metric", "score", "acme", ["llc/traces.json"])]
+
+    # "not mine" passes to the others; the artifacts reach them whole
+    seen.clear()
+    view, problems = registry.render_result("metric", "score", "owner", "acme", {"draw": "other"}, files)
+    assert view.title == "other's view of score" and problems == []
+    assert [s[0] for s in seen] == ["own", "other"] and seen[1][2] == ["llc/traces.json"]
+
+    # a raising renderer and one answering something else are recorded; nobody answering gives None
+    for draw in ("broken", "wrong"):
+        view, problems = registry.render_result("guard", "g", None, None, {"draw": draw})
+        assert view is None
+        assert [p.code for p in problems] == ["GC-HOOK-FAILED"] and problems[0].details["plugin"] == "other"
+    assert registry.render_result("edit", "e", None, None, {"draw": "nobody"}) == (None, [])
+
+
 # -- observer hooks -----------------------------------------------------------------------------------------------
 
 

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from guardchain.core.markers import hookspec
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import click
 
     from guardchain.core.config import ChainConfig, StepSection
@@ -174,19 +176,26 @@ def guardchain_resolve_adapter(model_ref: str, hints: dict[str, Any]) -> str | N
 
 @hookspec(firstresult=True)
 def guardchain_render_result(
-    kind: str, name: str, distribution: str | None, result: dict[str, Any]
+    kind: str, name: str, distribution: str | None, result: dict[str, Any], artifacts: dict[str, Path]
 ) -> ResultView | None:
     """Describe how to show one step's result in the HTML report (``guardchain report``).
 
-    Called by the report once per step of a run (and per guard report, metric gate and metric of a certificate),
-    first on the plugin that registered the capability, then on the others, until one answers: a plugin may
-    render its own capabilities and, when it knows how, another's. A step nobody renders gets a generic view.
+    Called by the report once per step of a run (and per guard report, metric gate and edit of a certificate),
+    first on the plugin that registered the capability, then on the others; the first non-None answer wins: a
+    plugin may render its own capabilities and, when it knows how, another's. A step nobody renders gets a
+    generic view.
 
     :param kind: the capability's kind (``"metric"``, ``"guard"``, ``"edit"``, ``"intervention"``).
     :param name: its registered name (bare).
     :param distribution: the distribution that registered it, to tell same-named capabilities apart.
     :param result: the step's JSON result as the run record (or certificate) holds it: a metric's
-        ``MetricResult``, a guard's ``GuardReport``, an edit step's plan, report and guard reports.
+        ``MetricResult``, a guard's ``GuardReport``, an edit step's plan, report and guard reports, an
+        intervention step's ``{"attached": [sites]}``.
+    :param artifacts: the files the run wrote, by the name the run record (or the certification's manifest) gives
+        them (relative to the run folder, e.g. ``"llc/traces.json"``) -> their path; only existing regular files
+        inside the folder are listed. A renderer reads what its result names (the traces of a sampler, a spectrum
+        too large for the result) and must treat the content as untrusted input. Empty when the report has no
+        folder.
     :returns: a :class:`~guardchain.core.views.ResultView` (title, summary, text, tables and declarative charts:
         the report draws them), or ``None`` for "not mine".
     :raises: anything raised is recorded as ``GC-HOOK-FAILED``, the next implementation is asked, and the report

@@ -56,6 +56,8 @@ from guardchain.core.markers import PROJECT_NAME
 from guardchain.core.specs import CapabilitySpec, Registrar
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pydantic import BaseModel
 
 ENTRY_POINT_GROUP = "guardchain.plugins"
@@ -653,10 +655,17 @@ class Registry:
         return None, problems
 
     def render_result(
-        self, kind: str, name: str, plugin: str | None, distribution: str | None, result: Mapping[str, Any]
+        self,
+        kind: str,
+        name: str,
+        plugin: str | None,
+        distribution: str | None,
+        result: Mapping[str, Any],
+        artifacts: Mapping[str, Path] | None = None,
     ) -> tuple[Any, list[Problem]]:
         """Ask ``guardchain_render_result``: the capability's own plugin first, then every other, until one answers.
 
+        :param artifacts: the run's files by name (see the hookspec); each implementation gets its own copy.
         :returns: the :class:`~guardchain.core.views.ResultView` (or ``None`` when nobody renders it) and a
             ``GC-HOOK-FAILED`` problem per implementation that raised or answered something else.
         """
@@ -666,8 +675,15 @@ class Registry:
         impls = self._impls_of(hook)
         impls = [i for i in impls if i.plugin_name == plugin] + [i for i in impls if i.plugin_name != plugin]
         problems: list[Problem] = []
-        kwargs = {"kind": kind, "name": name, "distribution": distribution, "result": dict(result)}
+        files = dict(artifacts or {})
         for impl in impls:
+            kwargs = {
+                "kind": kind,
+                "name": name,
+                "distribution": distribution,
+                "result": dict(result),
+                "artifacts": dict(files),
+            }
             answer, failure = self._invoke(hook, impl, kwargs)
             if failure is None and answer is not None and not isinstance(answer, ResultView):
                 failure = TypeError(f"returned {type(answer).__name__}, not a ResultView")

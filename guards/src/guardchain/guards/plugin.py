@@ -63,3 +63,21 @@ def guardchain_register_guards(registrar: Registrar) -> None:
         docs="drift = 1/2 ln(var / var_base) per site (default blocks[*].mlp.output); |drift| > max_drift fails "
         "unless a repair (paired BCa check on held-out preview windows) removes it. " + _COMMON,
     )
+
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from guardchain.core.views import ResultView
+
+
+@hookimpl
+def guardchain_render_result(
+    kind: str, name: str, distribution: str | None, result: dict[str, Any]
+) -> ResultView | None:
+    """Draw this member's guard reports in the HTML report (:mod:`guardchain.guards.render`)."""
+    if kind != "guard" or distribution not in {"guardchain-guards", None}:
+        return None
+    from guardchain.guards.render import render_guard  # only when a report is drawn
+
+    return render_guard(name, result)

@@ -37,7 +37,7 @@ BUILTIN_COMMANDS = ("plugins", "config", "doctor", "run")
 
 #: Commands first-party members add, and the distribution to install for each: only used to say what to install
 #: when a command is missing (the kernel does not provide them; the members register them through the hook).
-KNOWN_PLUGIN_COMMANDS = {"certify": "guardchain-certify", "verify": "guardchain-certify"}
+KNOWN_PLUGIN_COMMANDS = {"certify": "guardchain-certify", "verify": "guardchain-certify", "report": "guardchain-report"}
 
 
 class GuardchainGroup(click.Group):

@@ -79,6 +79,13 @@ def _fail(problems: list[Problem]) -> None:
 )
 @click.option("--sign", "key_file", type=click.Path(dir_okay=False), help="Sign with this Ed25519 private key (PEM).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--report",
+    "with_report",
+    is_flag=True,
+    help="Also write report.html into the output folder: the HTML report of `guardchain report` (needs the "
+    "guardchain-report distribution).",
+)
 @click.pass_context
 def certify(
     ctx: click.Context,
@@ -93,6 +100,7 @@ def certify(
     out_dir: str | None,
     key_file: str | None,
     fmt: str,
+    with_report: bool,
 ) -> None:
     """Certify an edit (or a second checkpoint) against a baseline; write certificate.json and certificate.md.
 
@@ -107,6 +115,7 @@ def certify(
 
     state = AppState.of(ctx)
     try:
+        report_command = _report_command(ctx) if with_report else None
         if subject is not None and (edit_name is not None or edit_config):
             raise GuardchainError.single(
                 ErrorCode.CONFIG_VALUE, "--subject (compare mode) takes no --edit", path="--edit"
@@ -137,7 +146,40 @@ def certify(
         click.echo(json.dumps(certificate.model_dump(mode="json"), indent=2))
     else:
         _summary(certificate, out)
+    if report_command is not None:
+        _write_report(ctx, report_command, out)
     ctx.exit(0 if certificate.verdict == "PASS" else 1)
+
+
+def _report_command(ctx: click.Context) -> click.Command:
+    """The ``report`` command of the root CLI (added by guardchain-report through the command hook); checked up
+    front, so a missing one refuses before any model loads.
+
+    :raises GuardchainError: ``GC-PLUGIN-UNAVAILABLE`` when no plugin provides it.
+    """
+    root = ctx.find_root()
+    group = root.command
+    command = group.get_command(root, "report") if isinstance(group, click.Group) else None
+    if command is None:
+        raise GuardchainError.single(
+            ErrorCode.PLUGIN_UNAVAILABLE,
+            "--report needs the 'report' command, and no installed plugin provides it",
+            hint="pip install guardchain-report",
+            path="--report",
+        )
+    return command
+
+
+def _write_report(ctx: click.Context, command: click.Command, out: Path) -> None:
+    """Run ``guardchain report OUT`` (it writes ``report.html`` and records it in the folder's manifest); its
+    own coded error, if any, is printed and certify exits 2 — the certificate is written either way."""
+    try:
+        with command.make_context("report", [str(out)], parent=ctx) as sub:
+            command.invoke(sub)
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            click.echo(f"certificate written to {out}, but its report was not", err=True)
+            raise SystemExit(2) from None
 
 
 def _run_with_progress(work: Any) -> Any:

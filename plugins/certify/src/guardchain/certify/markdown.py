@@ -1,7 +1,8 @@
 """``certificate.md``: a human-readable view of a certificate (the JSON is the certificate; this only shows it).
 
-Sections, in the order the HTML report also uses: verdict, summary, primary metric, gates, guards, edit, timing,
-provenance. Numbers are rounded for people (:mod:`guardchain.certify.formatting`); nothing prints as ``None``.
+Sections, in the order the HTML report (``guardchain report``) also uses: verdict and summary, gates, primary metric,
+guards, metric gates (when the preset has any), edit, timing, provenance. Numbers are rounded for people
+(:mod:`guardchain.core.views`); nothing prints as ``None``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from typing import Any
 
 from guardchain.certify.certificate import Certificate, SplitEvaluation
 from guardchain.core import views as fmt
+
+#: the guard through which a preset's gates on any metric run (:mod:`guardchain.certify.metric_gate`)
+METRIC_GATE = "metric_gate"
 
 
 def render_markdown(certificate: Certificate) -> str:
@@ -25,7 +29,6 @@ def render_markdown(certificate: Certificate) -> str:
         f"- digest `{c.digest}`" + (f", signed (Ed25519) by `{c.signed_by[:16]}…`" if c.signed_by else ", unsigned"),
         "",
     ]
-    lines += _primary(c)
     lines += ["## Gates", "", "| gate | measured | threshold | result |", "|---|---|---|---|"]
     for gate in c.gates:
         result = "pass" if gate.passed else "**FAIL**" + (" (rolls back)" if gate.rollback else "")
@@ -34,7 +37,9 @@ def render_markdown(certificate: Certificate) -> str:
             f"{result} |"
         )
     lines.append("")
+    lines += _primary(c)
     lines += _guards(c)
+    lines += _metric_gates(c)
     lines += _edit(c)
     lines += ["## Timing", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {key.removesuffix('_s')} | {value:.2f} |" for key, value in c.timing.items()]
@@ -83,11 +88,16 @@ def _primary(c: Certificate) -> list[str]:
     return out
 
 
+def _is_metric_gate(report: dict[str, Any]) -> bool:
+    return report.get("guard") == METRIC_GATE
+
+
 def _guards(c: Certificate) -> list[str]:
-    if not c.guards:
-        return ["## Guards", "", "No guards ran (guard chain: none).", ""]
+    guards = [(i, r) for i, r in enumerate(c.guards) if not _is_metric_gate(r)]
+    if not guards:
+        return ["## Guards", "", f"No guards ran (guard chain: {c.policy.guard_chain}).", ""]
     out = ["## Guards", "", "| # | guard | mode | status | findings | corrections |", "|---|---|---|---|---|---|"]
-    for index, report in enumerate(c.guards):
+    for index, report in guards:
         codes = sorted({str(f.get("code")) for f in report.get("findings", [])})
         applied = sum(1 for a in report.get("actions", []) if a.get("applied"))
         out.append(
@@ -105,11 +115,41 @@ def _guards(c: Certificate) -> list[str]:
     return [*out, ""]
 
 
+def _metric_gates(c: Certificate) -> list[str]:
+    gates = [(i, r) for i, r in enumerate(c.guards) if _is_metric_gate(r)]
+    if not gates:
+        return []
+    out = [
+        "## Metric gates",
+        "",
+        "| # | gate | metric | compared | baseline | subject | estimate | interval | bounds | status |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for index, report in gates:
+        d = report.get("details") or {}
+        paired = d.get("compare") in {"ratio", "difference"}  # z and verdict have no interval of their own
+        interval = (d.get("interval") or [None, None]) if paired else [None, None]
+        bounds = ", ".join(
+            f"{fmt.threshold(b.get('threshold'), 'le' if b.get('side') == 'max' else 'ge')} "
+            f"{'pass' if b.get('passed') else 'FAIL'}"
+            for b in d.get("bounds") or []
+            if b.get("side") in {"max", "min"}
+        )
+        sides = [d.get(name) or {} for name in ("baseline", "subject")]
+        values = [fmt.number(side.get("value")) if side else "not finite" for side in sides]
+        out.append(
+            f"| {index} | {d.get('label')} | {d.get('metric')} | {d.get('compare')} | {values[0]} | {values[1]} | "
+            f"{fmt.number(d.get('estimate'))} | {fmt.interval(interval[0], interval[1])} | {bounds or fmt.DASH} | "
+            f"{report.get('status')} |"
+        )
+    return [*out, ""]
+
+
 def _edit(c: Certificate) -> list[str]:
     if not c.edit:
         return []
     report: dict[str, Any] = c.edit.get("report", {})
-    settings = ", ".join(f"{k}={v}" for k, v in sorted((c.edit.get("config") or {}).items()))
+    settings = ", ".join(f"{k}={v}" for k, v in sorted((c.edit.get("config") or {}).items()) if v is not None)
     return [
         "## Edit",
         "",

@@ -5,12 +5,13 @@ The factory and config model are ``"module:attr"`` strings, imported (with torch
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from guardchain.core import PLUGIN_API_VERSION, hookimpl
 
 if TYPE_CHECKING:
     from guardchain.core.specs import Registrar
+    from guardchain.core.views import ResultView
 
 GUARDCHAIN_PLUGIN_API = PLUGIN_API_VERSION
 
@@ -32,3 +33,15 @@ def guardchain_register_metrics(registrar: Registrar) -> None:
         "fa_diagnostics/report.json, report.txt, diagnostics.png. Python API: guardchain.diagnostics.diagnose(model, "
         "batches) for modules returning (logits, [h_0..h_L]).",
     )
+
+
+@hookimpl
+def guardchain_render_result(
+    kind: str, name: str, distribution: str | None, result: dict[str, Any]
+) -> ResultView | None:
+    """Draw ``fa_diagnostics`` results in the HTML report (:mod:`guardchain.diagnostics.render`)."""
+    if kind != "metric" or name != "fa_diagnostics" or distribution not in {"guardchain-diagnostics", None}:
+        return None
+    from guardchain.diagnostics.render import render_fa  # only when a report is drawn
+
+    return render_fa(result)

@@ -35,3 +35,22 @@ def guardchain_register_metrics(registrar: Registrar) -> None:
         "under geometry/: metrics, novelty, router, diagnostics (.json/.csv), eigenvalues.npz, samples.npz, "
         "metadata.json, drift.*, spectra.png, d_pr.png. Python API: guardchain.geometry.analyze(model, loader).",
     )
+
+
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
+    from guardchain.core.views import ResultView
+
+
+@hookimpl
+def guardchain_render_result(
+    kind: str, name: str, distribution: str | None, result: dict[str, Any], artifacts: dict[str, Path]
+) -> ResultView | None:
+    """Draw ``geometry`` results in the HTML report (:mod:`guardchain.geometry.render`)."""
+    if kind != "metric" or name != "geometry" or distribution not in {"guardchain-geometry", None}:
+        return None
+    from guardchain.geometry.render import render_geometry  # only when a report is drawn (numpy, no torch)
+
+    return render_geometry(result, artifacts)

@@ -6,13 +6,16 @@ the rows come from the one table, :mod:`guardchain.interventions.table` (torch-f
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from guardchain.core import PLUGIN_API_VERSION, hookimpl
 from guardchain.interventions.table import CONFIG_MODULE, FACTORY, TABLE
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from guardchain.core.specs import Registrar
+    from guardchain.core.views import ResultView
 
 GUARDCHAIN_PLUGIN_API = PLUGIN_API_VERSION
 
@@ -33,3 +36,15 @@ def guardchain_register_interventions(registrar: Registrar) -> None:
             factory=FACTORY,
             docs=f"{entry.docs} {_UNITS}",
         )
+
+
+@hookimpl
+def guardchain_render_result(
+    kind: str, name: str, distribution: str | None, result: dict[str, Any], artifacts: dict[str, Path]
+) -> ResultView | None:
+    """Draw intervention steps in the HTML report (:mod:`guardchain.interventions.render`)."""
+    if kind != "intervention" or distribution not in {"guardchain-interventions", None}:
+        return None
+    from guardchain.interventions.render import render_intervention  # only when a report is drawn
+
+    return render_intervention(name, result, artifacts)

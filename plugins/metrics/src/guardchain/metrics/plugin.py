@@ -5,12 +5,15 @@ Factories are ``"module:attr"`` strings, imported (with torch) only when a chain
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from guardchain.core import PLUGIN_API_VERSION, hookimpl
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from guardchain.core.specs import Registrar
+    from guardchain.core.views import ResultView
 
 GUARDCHAIN_PLUGIN_API = PLUGIN_API_VERSION
 
@@ -48,3 +51,15 @@ def guardchain_register_metrics(registrar: Registrar) -> None:
         "per_unit = per-chain estimates; artifacts llc/traces.json and llc/traces.png. `sites` / `params` "
         "restrict sampling to some weights. Python API: guardchain.metrics.llc.estimate_llc(model, loader, ...).",
     )
+
+
+@hookimpl
+def guardchain_render_result(
+    kind: str, name: str, distribution: str | None, result: dict[str, Any], artifacts: dict[str, Path]
+) -> ResultView | None:
+    """Draw ``ppl``, ``accuracy`` and ``llc`` results in the HTML report (:mod:`guardchain.metrics.render`)."""
+    if kind != "metric" or distribution not in {"guardchain-metrics", None}:
+        return None
+    from guardchain.metrics.render import render_metric  # only when a report is drawn
+
+    return render_metric(name, result, artifacts)
