@@ -65,7 +65,7 @@ class GuardchainGroup(click.Group):
         if name in KNOWN_PLUGIN_COMMANDS and self.get_command(ctx, name) is None:
             ctx.fail(
                 f"No such command {name!r}: it comes from the plugin distribution {KNOWN_PLUGIN_COMMANDS[name]}, "
-                f"which is not installed (pip install {KNOWN_PLUGIN_COMMANDS[name]}; 'guardchain plugins list' shows "
+                f"which is not installed or is disabled (pip install {KNOWN_PLUGIN_COMMANDS[name]}; 'guardchain plugins list' shows "
                 "what is)."
             )
         return super().resolve_command(ctx, args)
@@ -75,9 +75,11 @@ class GuardchainGroup(click.Group):
         if state.plugin_commands_loaded:
             return
         state.plugin_commands_loaded = True
-        from guardchain.core.registry import (
-            PluginStatus,  # the registry (pluggy, entry points) loads only when a command needs plugins
-        )
+        # click resolves the subcommand before the root callback runs: take --disable-plugin from the parsed
+        # options now, or the registry that finds the commands would load a plugin the user disabled
+        state.disabled = tuple(ctx.params.get("disabled") or state.disabled)
+        # the registry (pluggy, entry points) loads only when a command needs plugins
+        from guardchain.core.registry import PluginStatus
 
         registry = state.registry
         for plugin_name, group, problems in registry.register_commands(click.Group):
