@@ -65,7 +65,8 @@ class GuardchainGroup(click.Group):
         if name in KNOWN_PLUGIN_COMMANDS and self.get_command(ctx, name) is None:
             ctx.fail(
                 f"No such command {name!r}: it comes from the plugin distribution {KNOWN_PLUGIN_COMMANDS[name]}, "
-                f"which is not installed or is disabled (pip install {KNOWN_PLUGIN_COMMANDS[name]}; 'guardchain plugins list' shows "
+                f"which is not installed or is disabled (pip install {KNOWN_PLUGIN_COMMANDS[name]}; "
+                "'guardchain plugins list' shows "
                 "what is)."
             )
         return super().resolve_command(ctx, args)
