@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ FAKES_SRC = DISTS / "gc-fakes" / "src"
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # certify caches baseline evaluations by default: tests never write to the user's ~/.cache
+    os.environ.setdefault("GUARDCHAIN_CACHE_DIR", tempfile.mkdtemp(prefix="guardchain-test-cache-"))
     try:
         import torch
 

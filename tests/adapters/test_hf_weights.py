@@ -113,6 +113,27 @@ def test_snapshot_perturb_restore_is_bit_identical(load: Any, kind: str) -> None
     assert adapter.weights_digest(handle) == before
 
 
+@pytest.mark.parametrize("storage", ["disk", "memory", "auto"])
+def test_snapshots_on_disk_are_file_backed_and_restore_bit_for_bit(
+    load: Any, storage: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from guardchain.adapters import weights
+
+    monkeypatch.setattr(weights, "DISK_SNAPSHOT_BYTES", 1)  # 'auto' then goes to disk for any snapshot
+    adapter, handle = load("gpt2", snapshot_storage=storage, cache_dir=str(tmp_path))
+    before = adapter.weights_digest(handle)
+    names = [w.name for w in adapter.describe(handle).weights if w.family != "embed"]
+    saved = adapter.snapshot(handle, names)
+    backed = {name: bool(t.untyped_storage().filename) for name, t in saved.tensors.items()}
+    assert all(backed.values()) if storage != "memory" else not any(backed.values())
+    assert not list((tmp_path / "snapshots").rglob("*.bin"))  # unlinked at once: nothing left on disk
+    with torch.no_grad():
+        for name in names:
+            handle.model.get_parameter(name).mul_(3.0)
+    adapter.restore(handle, saved)
+    assert adapter.weights_digest(handle) == before
+
+
 def test_one_flipped_bit_changes_the_digest(load: Any) -> None:
     adapter, handle = load("llama")
     before = adapter.weights_digest(handle)

@@ -154,7 +154,7 @@ def test_two_runs_differ_only_in_ids_times_and_digests(compare_cert, tmp_path):
     out = tmp_path / "again"
     assert guardchain("certify", "--baseline", "tiny-gpt2", "--subject", "tiny-gpt2", "--out", str(out)).returncode == 0
     second = json.loads((out / "certificate.json").read_text())
-    volatile = {"run_id", "created_at", "timing", "digest", "leaf_digests"}
+    volatile = {"run_id", "created_at", "timing", "digest", "leaf_digests", "baseline_cache"}
 
     def stable(cert: dict) -> dict:
         out = {k: v for k, v in cert.items() if k not in volatile}

@@ -90,3 +90,13 @@ def test_a_third_party_guard_named_spectral_does_not_break_or_join_the_default_c
         registry.get_spec(CapabilityKind.GUARD, "spectral")
     problem = caught.value.problems[0]
     assert problem.code == "GC-PLUGIN-CONFLICT" and "distribution:name" in problem.hint
+
+
+def test_the_readme_documents_every_error_code():
+    import re
+
+    from guardchain.certify.codes import DESCRIPTIONS, CertifyErrorCode
+
+    readme = (Path(__file__).resolve().parents[2] / "plugins" / "certify" / "README.md").read_text(encoding="utf-8")
+    assert set(re.findall(r"`(GC-CERT-[A-Z-]+)`", readme)) == {c.value for c in CertifyErrorCode}
+    assert set(DESCRIPTIONS) == set(CertifyErrorCode)

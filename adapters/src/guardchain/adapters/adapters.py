@@ -94,8 +94,11 @@ class HFAdapter:
         return sites.resolve_site(self._model(handle), site, self.model_types)
 
     def snapshot(self, handle: ModelHandle, names: Collection[str] | None = None) -> weights.WeightSnapshot:
-        """Clones of the distinct parameters ``names`` (all when ``None``; tied ones once), on the model's device."""
-        return weights.snapshot(self._model(handle), names)
+        """Clones of the distinct parameters ``names`` (all when ``None``; tied ones once), in RAM or file-backed
+        under ``<cache root>/snapshots`` as ``snapshot_storage`` says (:func:`.weights.snapshot`)."""
+        storage = self.config.snapshot_storage
+        root = cache_root(self.config.cache_dir) / "snapshots" if storage != "memory" else None
+        return weights.snapshot(self._model(handle), names, storage=storage, disk_root=root)
 
     def restore(self, handle: ModelHandle, snapshot: Any) -> None:
         """Copy a snapshot back in place, bit for bit (``GC-HF-SNAPSHOT-MISMATCH`` if it is not this model's)."""

@@ -8,12 +8,19 @@ set to a non-default value while the checkpoint resolves to a causal LM is an er
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DTypeName = Literal["float32", "bfloat16", "float16"]
 HeadName = Literal["masked_lm", "sequence_classification", "base"]
+DeviceMapName = Literal["auto", "balanced", "balanced_low_0", "sequential"]
+
+#: A device a ``device_map`` / ``max_memory`` may name: ``cpu``, ``disk``, ``mps``, a GPU index or ``cuda:N``.
+_PLACE = re.compile(r"^(cpu|disk|mps|\d+|cuda:\d+)$")
+#: A memory size as accelerate reads it: bytes, or a number with a unit (``500MB``, ``2GiB``).
+_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)$", re.IGNORECASE)
 
 
 class CausalLMAdapterConfig(BaseModel):
@@ -54,6 +61,66 @@ class CausalLMAdapterConfig(BaseModel):
         description="Cache root for converted GGUF models and hub downloads; null = $GUARDCHAIN_CACHE, "
         "else ~/.cache/guardchain.",
     )
+    device_map: DeviceMapName | dict[str, str | int] | None = Field(
+        default=None,
+        description="Spread the model over devices with accelerate (needs accelerate): 'auto', 'balanced', "
+        "'balanced_low_0', 'sequential', or {module prefix: device} with devices cpu, disk, N or cuda:N. Modules "
+        "that do not fit (max_memory) are offloaded; their weights become file-backed CPU tensors (disk) or CPU "
+        "tensors (cpu) and run on the CPU. Replaces 'device'.",
+    )
+    max_memory: dict[str, int | str] | None = Field(
+        default=None,
+        description="With device_map: memory per device, {device: bytes or '500MB' / '2GiB'}; devices cpu, N, "
+        "cuda:N, mps. What does not fit goes to the next device, then to disk.",
+    )
+    offload_folder: str | None = Field(
+        default=None,
+        description="With device_map: where disk-offloaded weights (and their rollback copies) are memory-mapped "
+        "from while the model is loaded; files are unlinked at once, nothing stays after the process. null = "
+        "<cache root>/offload.",
+    )
+
+    snapshot_storage: Literal["auto", "memory", "disk"] = Field(
+        default="auto",
+        description="Where rollback copies of the weights an edit targets live: 'memory', or 'disk' (file-backed "
+        "and unlinked at once: the page cache holds them, so they do not count against RAM and nothing stays "
+        "after the process); 'auto' = disk when one snapshot of CPU weights exceeds 64 MiB.",
+    )
+
+    @field_validator("device_map")
+    @classmethod
+    def _places(cls, value: str | dict[str, str | int] | None) -> str | dict[str, str | int] | None:
+        if isinstance(value, dict):
+            if not value:
+                raise ValueError("a device_map mapping needs at least one {module prefix: device} entry")
+            bad = [f"{k}: {v!r}" for k, v in value.items() if not _PLACE.match(str(v))]
+            if bad:
+                raise ValueError(f"unknown device(s) {', '.join(bad)}; use cpu, disk, mps, N or cuda:N")
+        return value
+
+    @field_validator("max_memory")
+    @classmethod
+    def _sizes(cls, value: dict[str, int | str] | None) -> dict[str, int | str] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("max_memory needs at least one {device: size} entry")
+        for device, size in value.items():
+            if not _PLACE.match(device) or device == "disk":
+                raise ValueError(f"max_memory device {device!r} is not one of cpu, mps, N or cuda:N")
+            if isinstance(size, bool) or (isinstance(size, int) and size <= 0):
+                raise ValueError(f"max_memory[{device!r}] must be a positive number of bytes")
+            if isinstance(size, str) and not _SIZE.match(size.strip()):
+                raise ValueError(f"max_memory[{device!r}] = {size!r} is not a size such as 500MB or 2GiB")
+        return value
+
+    @model_validator(mode="after")
+    def _placement_options(self) -> CausalLMAdapterConfig:
+        if self.device_map is None and (self.max_memory is not None or self.offload_folder is not None):
+            raise ValueError("max_memory and offload_folder need device_map (e.g. device_map: auto)")
+        if self.device_map is not None and "device" in self.model_fields_set and self.device != "cpu":
+            raise ValueError("set either device or device_map: a device_map places the model itself")
+        return self
 
 
 class BertAdapterConfig(CausalLMAdapterConfig):

@@ -25,12 +25,12 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from guardchain.adapters.errors import HFErrorCode, hf_error
+from guardchain.adapters.refs import fresh_folder
 from guardchain.core.logs import get_logger
 
 CACHE_FORMAT = "v1"
@@ -108,16 +108,9 @@ def ensure_cache(path: Path, cache_root: Path, cache_dtype: str) -> GGUFCache:
         _log.info("gguf.cache_hit", source=str(path), cache=str(target))
         return GGUFCache(path, target, key, size, head, hit=True)
     require_gguf_support()
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=parent))
-    except OSError as exc:
-        raise hf_error(
-            HFErrorCode.LOAD_FAILED,
-            f"cannot create the GGUF cache under {parent}: {exc}",
-            hint="set cache_dir (or GUARDCHAIN_CACHE) to a writable directory",
-            cause=exc,
-        ) from exc
+    staging = fresh_folder(
+        parent, f".{key}.", "the GGUF cache", "set cache_dir (or GUARDCHAIN_CACHE) to a writable directory"
+    )
     try:
         _convert(path, staging, cache_dtype)
         marker = {"source": str(path), "file_size": size, "head_sha256": head, "dtype": cache_dtype}

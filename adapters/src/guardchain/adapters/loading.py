@@ -21,6 +21,7 @@ from guardchain.adapters.architectures import adapter_for_model_type
 from guardchain.adapters.config import CausalLMAdapterConfig
 from guardchain.adapters.errors import HFErrorCode, hf_error
 from guardchain.adapters.named import NAMED_MODELS
+from guardchain.adapters.offload import OffloadStore, materialize_offloaded, offload_summary
 from guardchain.adapters.provenance import json_safe, library_versions, tokenizer_sha256
 from guardchain.adapters.refs import (
     cache_root,
@@ -226,6 +227,10 @@ def load_model(
     }
     if config.attn_implementation is not None:
         kwargs["attn_implementation"] = config.attn_implementation
+    store = None
+    if config.device_map is not None:
+        store = _offload_store(config)
+        kwargs.update(_placement_kwargs(config, store))
     if num_labels is not None:
         kwargs["num_labels"] = num_labels
         kwargs["id2label"] = {i: f"LABEL_{i}" for i in range(num_labels)}
@@ -267,14 +272,48 @@ def load_model(
             "allow_new_head: true to accept a randomly initialised head (e.g. a classifier to train)",
             details={"missing_keys": head_keys},
         )
-    try:
-        model.to(config.device)
-    except (RuntimeError, AssertionError) as exc:
-        raise hf_error(
-            HFErrorCode.LOAD_FAILED, f"cannot move the model to device {config.device!r}: {exc}", cause=exc
-        ) from exc
+    if store is not None:
+        materialize_offloaded(model, store)
+    else:
+        try:
+            model.to(config.device)
+        except (RuntimeError, AssertionError) as exc:
+            raise hf_error(
+                HFErrorCode.LOAD_FAILED, f"cannot move the model to device {config.device!r}: {exc}", cause=exc
+            ) from exc
     model.eval()
     return model, load_tokenizer(located), head_keys
+
+
+def _offload_store(config: CausalLMAdapterConfig) -> OffloadStore:
+    """A fresh offload store under ``offload_folder`` (default ``<cache root>/offload``).
+
+    :raises GuardchainError: ``GC-HF-LOAD-FAILED`` when accelerate, which places the modules, is not installed,
+        or the folder cannot be created.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("accelerate") is None:
+        raise hf_error(
+            HFErrorCode.LOAD_FAILED,
+            "device_map needs the accelerate package, which is not installed",
+            hint="pip install accelerate (it comes with guardchain-adapters[gguf])",
+        )
+    configured = config.offload_folder
+    return OffloadStore.create(
+        Path(configured).expanduser() if configured else cache_root(config.cache_dir) / "offload"
+    )
+
+
+def _placement_kwargs(config: CausalLMAdapterConfig, store: OffloadStore) -> dict[str, Any]:
+    """``device_map`` / ``max_memory`` / ``offload_folder`` for ``from_pretrained`` (see :mod:`.offload`)."""
+    device_map: Any = config.device_map
+    if isinstance(device_map, dict):
+        device_map = {k: int(v) if isinstance(v, str) and v.isdigit() else v for k, v in device_map.items()}
+    max_memory = None
+    if config.max_memory is not None:
+        max_memory = {int(k) if k.isdigit() else k: v for k, v in config.max_memory.items()}
+    return {"device_map": device_map, "max_memory": max_memory, "offload_folder": str(store.folder)}
 
 
 def load_tokenizer(located: Located) -> Any:
@@ -369,6 +408,10 @@ def load_handle(
     }
     if new_head_keys:
         provenance["new_head_keys"] = new_head_keys
+    placement = offload_summary(model)
+    if placement is not None:
+        provenance["placement"] = placement
+        provenance["device"] = str(next(model.parameters()).device)
     seconds = round(time.perf_counter() - started, 3)
     _log.info("hf.loaded", ref=ref, adapter=adapter, source=located.source, seconds=seconds)
     return ModelHandle(
@@ -376,7 +419,7 @@ def load_handle(
         adapter=adapter,
         ref=ref,
         tokenizer=tokenizer,
-        device=config.device,
+        device=str(provenance["device"]),
         dtype=config.dtype,
         provenance=provenance,
     )

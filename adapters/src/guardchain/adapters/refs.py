@@ -35,6 +35,7 @@ __all__ = [
     "ENV_CACHE",
     "cache_root",
     "classify_ref",
+    "fresh_folder",
     "missing_error",
     "network_allowed",
     "network_disabled_error",
@@ -53,6 +54,23 @@ def cache_root(configured: str | None, environ: Mapping[str, str] | None = None)
     env = os.environ if environ is None else environ
     raw = configured or env.get(ENV_CACHE) or str(DEFAULT_CACHE)
     return Path(raw).expanduser()
+
+
+def fresh_folder(parent: Path, prefix: str, what: str, hint: str) -> Path:
+    """A new, empty folder ``parent/<prefix><random>`` (``parent`` created if needed), for a cache entry being
+    written or an offload store.
+
+    :raises GuardchainError: ``GC-HF-LOAD-FAILED`` naming ``what`` and ``hint`` when it cannot be created.
+    """
+    import tempfile
+
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    except OSError as exc:
+        raise hf_error(
+            HFErrorCode.LOAD_FAILED, f"cannot create {what} under {parent}: {exc}", hint=hint, cause=exc
+        ) from exc
 
 
 def classify_ref(ref: str) -> RefKind:

@@ -9,13 +9,15 @@ hashed.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from guardchain.adapters.errors import HFErrorCode, hf_error
+from guardchain.adapters.offload import OffloadStore, store_of
 
 
 def distinct_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
@@ -70,13 +72,27 @@ class WeightSnapshot:
         return sum(t.numel() * t.element_size() for t in self.tensors.values())
 
 
-def snapshot(model: torch.nn.Module, names: Collection[str] | None = None) -> WeightSnapshot:
+#: ``snapshot_storage: auto`` puts a snapshot on disk from this size on (bytes of CPU tensors).
+DISK_SNAPSHOT_BYTES = 64 << 20
+
+
+def snapshot(
+    model: torch.nn.Module,
+    names: Collection[str] | None = None,
+    *,
+    storage: str = "memory",
+    disk_root: Path | None = None,
+) -> WeightSnapshot:
     """Clone the distinct parameters ``names`` (all when ``None``); tied ones once, so tying survives
     :func:`restore`.
 
     A name may be any spelling torch reaches a parameter by (``lm_head.weight`` for GPT-2's tied ``wte``): it is
     mapped to the distinct parameter it shares storage with.
 
+    :param storage: ``memory`` (clones in RAM), ``disk`` (file-backed clones of CPU tensors, see
+        :meth:`.offload.OffloadStore.clone`), or ``auto`` (disk when the CPU tensors exceed
+        :data:`DISK_SNAPSHOT_BYTES`). Copies of disk-offloaded parameters are file-backed in every case.
+    :param disk_root: where file-backed copies are written (and unlinked at once); required for disk storage.
     :raises GuardchainError: ``GC-HF-SNAPSHOT-MISMATCH`` naming parameters the model does not have.
     """
     distinct = distinct_parameters(model)
@@ -92,8 +108,23 @@ def snapshot(model: torch.nn.Module, names: Collection[str] | None = None) -> We
             )
         wanted = {canonical[name] for name in names}
         chosen = [(name, p) for name, p in distinct if name in wanted]
+    store = store_of(model)
+    cpu_bytes = sum(p.numel() * p.element_size() for _, p in chosen if p.device.type == "cpu")
+    to_disk = storage == "disk" or (storage == "auto" and cpu_bytes > DISK_SNAPSHOT_BYTES)
+    disk = OffloadStore.create(disk_root) if to_disk and disk_root is not None else None
     with torch.no_grad():
-        return WeightSnapshot({name: p.detach().clone() for name, p in chosen})
+        # copies of file-backed (disk-offloaded) parameters are file-backed too: a rollback of an offloaded model
+        # never needs the offloaded weights' size in RAM
+        return WeightSnapshot(
+            {
+                name: store.clone(p)
+                if store is not None and name in store.names
+                else disk.clone(p)
+                if disk is not None and p.device.type == "cpu"
+                else p.detach().clone()
+                for name, p in chosen
+            }
+        )
 
 
 def _canonical_names(model: torch.nn.Module, distinct: list[tuple[str, torch.nn.Parameter]]) -> dict[str, str]:

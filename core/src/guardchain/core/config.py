@@ -224,7 +224,7 @@ def validate_chain(raw: Mapping[str, Any], registry: Registry, *, source: Path |
     if unvalidated and not problems:  # every path above that returns None reports why; this keeps zip() honest
         problems.append(Problem(ErrorCode.CONFIG_VALUE, "the step could not be validated", path=unvalidated[0]))
     if problems or envelope is None:
-        raise GuardchainError(_dedupe(problems))
+        raise GuardchainError(dedupe_problems(problems))
     configs = tuple(c for c in step_configs if c is not None)
     digest = chain_digest(envelope, configs, model_config, data_config)
     return ValidatedChain(envelope, configs, model_config, data_config, source, digest)
@@ -272,7 +272,8 @@ def _validate_plugin_section(
         return None
 
 
-def _dedupe(problems: list[Problem]) -> list[Problem]:
+def dedupe_problems(problems: list[Problem]) -> list[Problem]:
+    """Each problem once (by code, path and message), in order (several checks may find the same mistake)."""
     seen: set[tuple[str, str, str]] = set()
     out = []
     for problem in problems:

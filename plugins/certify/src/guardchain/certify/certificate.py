@@ -134,6 +134,21 @@ class Provenance(_Strict):
     device: str
 
 
+class BaselineCacheRecord(_Strict):
+    """Where the baseline's evaluation came from (:mod:`guardchain.certify.cache`).
+
+    :ivar key: SHA-256 of the canonical JSON of ``inputs``: the cache entry's address.
+    :ivar hit: true when the baseline's per-window results were read from the cache, false when they were
+        evaluated here (and stored). Either way they are the same numbers: ``verify`` treats both alike.
+    :ivar inputs: everything the key covers (weights digest, windows digest, adapter, metric, seed, library
+        versions); ``verify`` recomputes the key from it and checks it against the provenance.
+    """
+
+    key: str
+    hit: bool
+    inputs: dict[str, Any]
+
+
 class Signature(_Strict):
     """An Ed25519 signature over the UTF-8 bytes of ``digest``."""
 
@@ -166,6 +181,11 @@ class Certificate(_Strict):
     guard_overhead: GuardOverhead | None = None
     provenance: Provenance
     timing: dict[str, float]
+    baseline_cache: BaselineCacheRecord | None = Field(
+        default=None,
+        description="The baseline cache entry the baseline's evaluation was read from or stored into; null when "
+        "the certification ran without the cache.",
+    )
     signed_by: str | None = Field(
         default=None,
         description="The signer's raw Ed25519 public key (hex), inside the digest: stripping the "

@@ -86,6 +86,14 @@ def _fail(problems: list[Problem]) -> None:
     help="Also write report.html into the output folder: the HTML report of `guardchain report` (needs the "
     "guardchain-report distribution).",
 )
+@click.option(
+    "--no-cache", is_flag=True, help="Evaluate the baseline afresh; neither read nor write the baseline cache."
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    help="Baseline cache folder (default $GUARDCHAIN_CACHE_DIR or ~/.cache/guardchain/baseline).",
+)
 @click.pass_context
 def certify(
     ctx: click.Context,
@@ -101,6 +109,8 @@ def certify(
     key_file: str | None,
     fmt: str,
     with_report: bool,
+    no_cache: bool,
+    cache_dir: str | None,
 ) -> None:
     """Certify an edit (or a second checkpoint) against a baseline; write certificate.json and certificate.md.
 
@@ -109,6 +119,7 @@ def certify(
     """
     import uuid
 
+    from guardchain.certify.cache import BaselineCache
     from guardchain.certify.pipeline import certify as run_certify
     from guardchain.certify.request import CertifyPreset, CertifyRequest, load_preset
     from guardchain.certify.signing import load_signing_key
@@ -136,8 +147,11 @@ def certify(
         request = CertifyRequest.model_validate(
             {"baseline": baseline, "subject": subject, "tier": tier, "profile": profile, "preset": chosen, "out": out}
         )
+        cache = None if no_cache else BaselineCache.from_env(cache_dir)
         certificate = _run_with_progress(
-            lambda say, step: run_certify(request, state.registry, progress=say, step_progress=step, signing_key=key)
+            lambda say, step: run_certify(
+                request, state.registry, progress=say, step_progress=step, signing_key=key, cache=cache
+            )
         )
     except GuardchainError as exc:
         _fail(exc.problems)
@@ -186,24 +200,12 @@ def _run_with_progress(work: Any) -> Any:
     """Run ``work(stage, step)`` under live progress on stderr: one line per stage (spinner and elapsed time),
     and one bar per task a capability reports inside it (windows scored, matrices measured)."""
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TaskID,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    from rich.progress import Progress, TaskID
+
+    from guardchain.certify.progress import progress_columns
 
     console = Console(stderr=True)
-    columns = (
-        SpinnerColumn(finished_text="[green]✓[/green]"),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
+    columns = progress_columns()
     with Progress(*columns, console=console, disable=not console.is_terminal) as bars:
         current: list[TaskID] = []
         steps: dict[str, TaskID] = {}

@@ -24,6 +24,10 @@ class CertifyErrorCode(StrEnum):
     CERT_UNREADABLE = "GC-CERT-UNREADABLE"
     GATE_CONFIG = "GC-CERT-GATE-CONFIG"
     GATE_METRIC = "GC-CERT-GATE-METRIC"
+    SWEEP_BACKEND = "GC-CERT-SWEEP-BACKEND"
+    SWEEP_WORKER_DIED = "GC-CERT-SWEEP-WORKER-DIED"
+    SWEEP_INTERRUPTED = "GC-CERT-SWEEP-INTERRUPTED"
+    SWEEP_DUPLICATE_CELL = "GC-CERT-SWEEP-DUPLICATE-CELL"
 
 
 DESCRIPTIONS: dict[CertifyErrorCode, str] = {
@@ -51,4 +55,14 @@ DESCRIPTIONS: dict[CertifyErrorCode, str] = {
     CertifyErrorCode.GATE_METRIC: "The metric of a metric gate returned something the gate cannot compare: no "
     "per-unit values for a paired comparison, no standard error for a z comparison, no verdict for a verdict "
     "comparison.",
+    CertifyErrorCode.SWEEP_BACKEND: "The backend cannot run: `--backend ray` without Ray installed (`pip install "
+    "'guardchain-certify[ray]'`), a Ray cluster that cannot be reached at `--ray-address`, or worker processes "
+    "that cannot be started.",
+    CertifyErrorCode.SWEEP_WORKER_DIED: "A cell's worker process (or Ray actor) died while running it: killed, out of "
+    "memory, or crashed in native code. The cell is recorded with this code, the other cells go on on a fresh "
+    "worker, and a re-run redoes it.",
+    CertifyErrorCode.SWEEP_INTERRUPTED: "The sweep was interrupted (Ctrl-C) before this cell finished. Finished "
+    "cells are kept; a re-run of the same file runs only the unfinished ones.",
+    CertifyErrorCode.SWEEP_DUPLICATE_CELL: "Two entries of the sweep file expand to the same certification (same "
+    "baseline, edit and settings, tier and seed); each cell must be asked for once.",
 }

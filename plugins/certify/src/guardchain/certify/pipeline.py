@@ -18,6 +18,17 @@ run that fails never leaves an older certificate behind (it writes ``failure.jso
 
 Compare mode (``--subject``) is the same pipeline: its "edit" puts the subject checkpoint's weights into the one
 model in memory, and nothing is rolled back.
+
+Two things let many certifications share work (a sweep, :mod:`guardchain.certify.sweep`):
+
+* a :class:`BaselineSlot` keeps the loaded baseline between certifications of one process: the next
+  certification against the same baseline (same adapter, config, reference and seed) takes it instead of
+  loading it again, and each certification hands it back restored bit for bit (the edit's rollback, verified
+  against the digest taken before the edit);
+* a :class:`~guardchain.certify.cache.BaselineCache` holds the baseline's per-window results, so the baseline is
+  evaluated once for every certification with the same weights, windows, metric and libraries; the certificate
+  records the entry (``baseline_cache``). The random generators are re-seeded right after the baseline
+  evaluation, so whatever follows draws the same numbers whether the evaluation ran or was read.
 """
 
 from __future__ import annotations
@@ -31,12 +42,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from guardchain.certify.baseline import BaselineSlot, LoadedBaseline
+from guardchain.certify.cache import BaselineCache, cache_key
 from guardchain.certify.certificate import (
     Arm,
+    BaselineCacheRecord,
     Certificate,
     GuardOverhead,
     PrimaryMetric,
@@ -55,16 +70,22 @@ from guardchain.core.context import RunContext
 from guardchain.core.errors import ErrorCode, GuardchainError, Problem
 from guardchain.core.guarded_edit import GuardedEdit, Participant, apply_guarded_edit, plan_edit
 from guardchain.core.handles import ModelHandle
+from guardchain.core.logs import get_logger
 from guardchain.core.registry import Registry
 from guardchain.core.results import EditPlan, EditReport, MetricResult
 from guardchain.core.runner import ChainRunner, PreparedChain, plugin_rows, seed_everything
 
 Progress = Callable[[str], None]
+SPLITS = ("preview", "final")
 StepProgress = Callable[[str, int, int], None]
 
 #: Libraries whose versions can change a certificate's numbers.
-NUMERIC_LIBRARIES = ("guardchain-core", "guardchain-certify", "torch", "transformers", "tokenizers", "safetensors")
-NUMERIC_LIBRARIES += ("numpy", "pydantic")
+NUMERIC_LIBRARIES: tuple[str, ...] = ("guardchain-core", "guardchain-certify", "torch", "transformers", "tokenizers")
+NUMERIC_LIBRARIES += ("safetensors", "numpy", "pydantic")
+#: Libraries whose versions can change a baseline evaluation (with the adapter's and the metric's distributions).
+EVALUATION_LIBRARIES = ("guardchain-core", "torch", "transformers", "tokenizers", "numpy")
+
+_log = get_logger("guardchain.certify")
 
 
 def certify(
@@ -74,12 +95,16 @@ def certify(
     progress: Progress | None = None,
     step_progress: StepProgress | None = None,
     signing_key: SigningKey | None = None,
+    cache: BaselineCache | None = None,
+    slot: BaselineSlot | None = None,
 ) -> Certificate:
     """Prepare, claim the output folder, run, and write ``certificate.json`` and ``certificate.md`` into it.
 
     :param progress: told the name of each stage as it starts.
     :param step_progress: told ``(task, done, total)`` by capabilities inside a stage.
     :param signing_key: sign the certificate with this (already checked) key.
+    :param cache: read the baseline's evaluation from (and store it into) this cache; ``None``: evaluate it.
+    :param slot: take the baseline from (and hand it back to) this slot instead of loading it.
     :raises GuardchainError: bad input (coded; nothing written), a folder guardchain does not own or another run
         holds, or a failure while running (``failure.json`` then records it).
     """
@@ -87,7 +112,7 @@ def certify(
     with OwnedDir.claim(request.out) as out:
         out.retire_previous()
         try:
-            certificate = certification.run(out, progress, step_progress, signing_key)
+            certificate = certification.run(out, progress, step_progress, signing_key, cache=cache, slot=slot)
         except BaseException as exc:
             out.record_failure(exc)
             raise
@@ -131,8 +156,33 @@ class Certification:
         progress: Progress | None = None,
         step_progress: StepProgress | None = None,
         signing_key: SigningKey | None = None,
+        *,
+        cache: BaselineCache | None = None,
+        slot: BaselineSlot | None = None,
     ) -> Certificate:
-        """The pipeline (see the module docstring); returns the sealed (and signed) certificate."""
+        """The pipeline (see the module docstring); returns the sealed (and signed) certificate.
+
+        :param cache: where the baseline's evaluation is read from and stored (``None``: always evaluated).
+        :param slot: where the loaded baseline is taken from and handed back to, restored (``None``: loaded here
+            and dropped afterwards).
+        """
+        if slot is None:
+            return self._run(out, progress, step_progress, signing_key, cache, None)
+        try:
+            return self._run(out, progress, step_progress, signing_key, cache, slot)
+        except BaseException:
+            slot.take("")  # a failed run leaves the model in an unknown state: never reuse it
+            raise
+
+    def _run(
+        self,
+        out: OwnedDir,
+        progress: Progress | None,
+        step_progress: StepProgress | None,
+        signing_key: SigningKey | None,
+        cache: BaselineCache | None,
+        slot: BaselineSlot | None,
+    ) -> Certificate:
         say = progress or (lambda message: None)
         request, seed = self.request, self.request.preset.seed
         context = RunContext(
@@ -141,13 +191,12 @@ class Certification:
             out_dir=out.path,
             registry=self.registry,
             progress=step_progress,
-            on_artifact=out.reserve,
+            on_artifact=lambda name: _ignore(out.reserve(name)),
         )
         clock = _Clock(self.timing)
-        adapter = context.adapter = self.prepared.adapter.instance  # type: ignore[union-attr]
         seed_everything(seed)
-        say(f"loading baseline {request.baseline}")
-        handle = context.handle = adapter.load(request.baseline, context)
+        loaded = self._baseline(context, say, slot)
+        adapter, handle = context.adapter, context.handle = loaded.adapter, loaded.handle
         seed_everything(seed)
         change, subject_provenance = self._change(adapter, handle, context, say)
         plan = plan_edit(context, change)  # the edit's settings checked against the model before any evaluation
@@ -156,7 +205,8 @@ class Certification:
         say("cutting evaluation windows")
         windows = context.data = self.prepared.dataset.instance.load(context)  # type: ignore[union-attr]
         say("evaluating the baseline")
-        baseline_eval = self._evaluate(handle, context)
+        baseline_eval, cache_record = self._baseline_evaluation(handle, context, cache)
+        seed_everything(seed)  # what follows draws the same numbers whether the evaluation ran or was read
         if baseline_eval is None:
             raise GuardchainError.single(
                 ErrorCode.MODEL_NONFINITE,
@@ -167,7 +217,7 @@ class Certification:
 
         guards = self._guards()
         say("guards: prepare")
-        prepare_seconds = [clock.time(lambda g=g: g.instance.prepare(handle, context)) for g in guards]
+        prepare_seconds = [clock.time(partial(g.instance.prepare, handle, context)) for g in guards]
         clock.lap("guards_prepare_s")
         say(f"applying {change.label} under {len(guards)} guard(s)")
         edited = apply_guarded_edit(context, change, guards, keep_rollback=request.subject is None, plan=plan)
@@ -192,7 +242,8 @@ class Certification:
             say("rolling the edit back")
             edited.rollback()
             clock.lap("rollback_s")
-        edited.release()
+        if slot is None:
+            edited.release()
         guard_seconds = _guard_seconds(guards, prepare_seconds, edited)
         self.timing.update(guard_seconds)
         self.timing["total_s"] = round(clock.total(), 4)
@@ -211,6 +262,7 @@ class Certification:
             guard_overhead=_overhead(self.timing, guard_seconds, edited, uncorrected_eval) if guards else None,
             provenance=self._provenance(handle, windows, edited.digest_before, subject_digest, subject_provenance),
             timing=dict(self.timing),
+            baseline_cache=cache_record,
             signed_by=signing_key.public_hex if signing_key is not None else None,
         )
         certificate = seal(certificate)
@@ -219,7 +271,118 @@ class Certification:
 
             signature = Signature(public_key=signing_key.public_hex, value=signing_key.sign(certificate.digest))
             certificate = certificate.model_copy(update={"signature": signature})
+        if slot is not None:
+            self._hand_back(slot, loaded, edited, say)
         return certificate
+
+    # -- the baseline: loaded once per process, evaluated once per cache -----------------------------------------
+
+    def baseline_key(self) -> str:
+        """What a loaded baseline may be reused for: SHA-256 of the adapter (qualified name and validated config),
+        the baseline reference and the seed (an adapter may draw from it while loading, e.g. a new head)."""
+        adapter = self.prepared.adapter
+        assert adapter is not None
+        return cache_key(
+            {
+                "adapter": adapter.spec.qualified_name,
+                "config": adapter.config.model_dump(mode="json"),
+                "ref": self.request.baseline,
+                "seed": self.request.preset.seed,
+            }
+        )
+
+    def _baseline(self, context: RunContext, say: Progress, slot: BaselineSlot | None) -> LoadedBaseline:
+        """The baseline from the slot when it holds this certification's, else loaded."""
+        key = self.baseline_key()
+        if slot is not None:
+            held = slot.take(key)
+            if held is not None:
+                say(f"baseline {self.request.baseline} already loaded")
+                return held
+            slot.loads += 1
+        adapter = self.prepared.adapter.instance  # type: ignore[union-attr]
+        say(f"loading baseline {self.request.baseline}")
+        context.adapter = adapter
+        return LoadedBaseline(key, adapter, adapter.load(self.request.baseline, context))
+
+    def _hand_back(self, slot: BaselineSlot, loaded: LoadedBaseline, edited: GuardedEdit, say: Progress) -> None:
+        """Restore the baseline (bit for bit, verified by digest) and keep it in the slot for the next run. A
+        compare-mode run replaced every weight without rollback data, so its model is dropped instead."""
+        if self.request.subject is not None:
+            edited.release()
+            return
+        if not edited.rolled_back:
+            say("restoring the baseline for the next certification")
+            try:
+                edited.rollback()
+            except GuardchainError as exc:  # a capability changed a weight it did not declare: never reuse
+                _log.warning("certify.baseline_not_restored", problem=exc.problems[0].message)
+                edited.release()
+                return
+        edited.release()
+        slot.keep(loaded)
+
+    def _baseline_evaluation(
+        self, handle: ModelHandle, context: RunContext, cache: BaselineCache | None
+    ) -> tuple[dict[str, MetricResult] | None, BaselineCacheRecord | None]:
+        """Both splits' baseline results, from the cache when it holds them (and stored there when not)."""
+        if cache is None:
+            return self._evaluate(handle, context), None
+        inputs = self.cache_inputs(handle, context)
+        key = cache_key(inputs)
+        with cache.claim(key):  # of several processes wanting this baseline, one evaluates, the others read
+            cached = cache.get(key)
+            if cached is not None:
+                try:
+                    results = {split: MetricResult.model_validate(cached[split]) for split in ("preview", "final")}
+                except (KeyError, ValueError):
+                    results = None  # an entry another version wrote: evaluate again and replace it
+                if results is not None:
+                    return results, BaselineCacheRecord(key=key, hit=True, inputs=inputs)
+            evaluation = self._evaluate(handle, context)
+            if evaluation is not None:
+                cache.put(key, {split: result.model_dump(mode="json") for split, result in evaluation.items()})
+        return evaluation, BaselineCacheRecord(key=key, hit=False, inputs=inputs)
+
+    def cache_inputs(self, handle: ModelHandle, context: RunContext) -> dict[str, Any]:
+        """What decides the baseline's per-window results: the key's inputs (see :mod:`guardchain.certify.cache`)."""
+        prepared = self.prepared
+        adapter, dataset = prepared.adapter, prepared.dataset
+        assert adapter is not None and dataset is not None
+        windows = context.data
+        digest = handle.provenance.get("weights_sha256")
+        if not isinstance(digest, str):
+            digest = context.adapter.weights_digest(handle)
+        if hasattr(windows, "digest"):
+            data: dict[str, Any] = {"windows_digest": windows.digest()}
+        else:  # a dataset whose result has no digest: its content fingerprint with everything that shaped it
+            data = {
+                "dataset": dataset.spec.qualified_name,
+                "config": dataset.config.model_dump(mode="json"),
+                "dataset_sha256": dataset.instance.fingerprint(),
+            }
+        metrics = [c for c in prepared.steps if c.spec.kind == "metric"]
+        libraries = dict(_libraries(EVALUATION_LIBRARIES))
+        for spec in (adapter.spec, metrics[0].spec):
+            if spec.distribution:
+                libraries[spec.distribution] = spec.version or ""
+        return {
+            "format": 1,
+            "weights_sha256": digest,
+            "data": data,
+            "adapter": {
+                "name": adapter.spec.qualified_name,
+                "config": adapter.config.model_dump(mode="json"),
+                "device": str(handle.device),
+                "dtype": str(handle.dtype),
+            },
+            "metric": {
+                "name": metrics[0].spec.qualified_name,
+                "config": {split: c.config.model_dump(mode="json") for split, c in zip(SPLITS, metrics, strict=True)},
+            },
+            "seed": self.request.preset.seed,
+            "libraries": dict(sorted(libraries.items())),
+        }
 
     # -- the steps --------------------------------------------------------------------------------------------
 
@@ -254,7 +417,7 @@ class Certification:
         try:
             return {
                 split: created.instance.compute(handle, context.data, context)
-                for split, created in zip(("preview", "final"), metrics, strict=True)
+                for split, created in zip(SPLITS, metrics, strict=True)
             }
         except GuardchainError as exc:
             if exc.code == ErrorCode.MODEL_NONFINITE:
@@ -514,9 +677,13 @@ def _split(baseline: MetricResult, subject: MetricResult, cmp: PairedComparison)
     )
 
 
-def _libraries() -> dict[str, str]:
+def _ignore(value: object) -> None:
+    """Drop a value (a callback's result its caller does not take)."""
+
+
+def _libraries(names: tuple[str, ...] = NUMERIC_LIBRARIES) -> dict[str, str]:
     out = {}
-    for name in NUMERIC_LIBRARIES:
+    for name in names:
         try:
             out[name] = version(name)
         except PackageNotFoundError:

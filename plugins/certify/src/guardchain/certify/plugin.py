@@ -20,11 +20,14 @@ GUARDCHAIN_PLUGIN_API = PLUGIN_API_VERSION
 
 @hookimpl
 def guardchain_register_commands(cli: click.Group) -> None:
-    """Add ``certify`` and ``verify``."""
+    """Add ``certify`` and ``verify``, ``sweep`` and ``cache``."""
     from guardchain.certify.cli import certify, verify
+    from guardchain.certify.sweep_cli import cache, sweep
 
     cli.add_command(certify)
     cli.add_command(verify)
+    cli.add_command(sweep)
+    cli.add_command(cache)
 
 
 @hookimpl

@@ -38,6 +38,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from guardchain.certify.cache import record_problems
 from guardchain.certify.certificate import (
     CERTIFICATE_SCHEMA_VERSION,
     Certificate,
@@ -135,6 +136,10 @@ def verify_certificate(
         ("guards", lambda: _check_guards(cert, registry, result)),
         ("primary_metric", lambda: _check_primary(cert)),
         ("provenance", lambda: _check_provenance(cert)),
+        (
+            "baseline_cache",
+            lambda: [Mismatch(f, m) for f, m in record_problems(data.get("baseline_cache"), data["provenance"])],
+        ),
         ("edit", lambda: _check_edit(cert)),
         ("gates", lambda: _check_gates(cert)),
         ("guard_overhead", lambda: _check_overhead(cert)),
