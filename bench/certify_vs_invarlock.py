@@ -279,7 +279,7 @@ def run_guardchain(model: Path, work: Path, index: int) -> dict[str, Any]:
     out.mkdir(parents=True)
     # the venv's own interpreter, not whatever `guardchain` is on PATH: the bench runs from `python` alone
     command = [sys.executable, "-m", "guardchain.core", "certify", "--baseline", str(model), "--edit", "quant_rtn"]
-    command += ["--edit-config", "bits=8"]
+    command += ["--edit-config", "bits=8", "--no-cache"]  # both tools evaluate the baseline each time
     command += ["--profile", "dev", "--preset", str(work / "guardchain.yaml"), "--out", str(out), "--format", "json"]
     wall, code = timed(command, {**os.environ, **OFFLINE_ENV}, work / f"guardchain-{index}.log")
     cert_path = out / "certificate.json"

@@ -42,10 +42,12 @@ class CausalLMAdapterConfig(BaseModel):
         description="transformers attention implementation; null keeps transformers' default (sdpa when available).",
     )
     forward_batch_size: int = Field(
-        default=8,
+        default=16,
         ge=1,
         le=4096,
-        description="Rows per forward pass when scoring a batch (bounds memory: logits are rows x T x vocabulary).",
+        description="Rows per forward pass when scoring a batch. The vocabulary projection runs on a few of them at "
+        "a time, so memory grows with rows x T x hidden, not with the vocabulary. 16 measured ~20% faster per window "
+        "than 8 on a small Llama on 2 CPU cores (and no slower on SmolLM2-135M).",
     )
     revision: str | None = Field(
         default=None,

@@ -33,7 +33,7 @@ from guardchain.core.context import RunContext
 from guardchain.core.errors import GuardchainError
 from guardchain.core.handles import HookPoint, ModelHandle, SiteRef
 from guardchain.guards.codes import GuardErrorCode
-from guardchain.guards.common import WindowRows, progress, torch_model
+from guardchain.guards.common import WindowRows, model_outputs, progress, torch_model
 from guardchain.guards.linalg import sketch
 from guardchain.guards.runstate import run_state
 
@@ -179,7 +179,7 @@ def _run(
             fired.clear()
             batch = {"input_ids": [list(row)], "attention_mask": [[1] * len(row)]}
             with contextlib.suppress(_Stop):
-                adapter.token_logprobs(handle, batch)
+                model_outputs(adapter, handle, batch)
             missing = set(stats) - fired
             if missing:
                 raise GuardchainError.single(

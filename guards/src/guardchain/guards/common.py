@@ -165,3 +165,21 @@ def _vocab_size(handle: ModelHandle, structure: ModelStructure) -> int:
             GuardErrorCode.DATA, "context.data is None and the model has no embedding to draw synthetic token ids"
         )
     return min(w.shape[0] for w in embeds)
+
+
+def classifier_only(adapter: object, handle: ModelHandle) -> bool:
+    """A model with a sequence-classification head and no language-model head (an encoder classifier): it has
+    class logits but no per-token log-probabilities."""
+    model = getattr(handle, "model", None)
+    config = getattr(model, "config", None)
+    architectures = getattr(config, "architectures", None) or [type(model).__name__]
+    classifier = any(str(a).endswith("ForSequenceClassification") for a in architectures)
+    return classifier and callable(getattr(adapter, "class_logits", None))
+
+
+def model_outputs(adapter: object, handle: ModelHandle, batch: dict[str, Any]) -> Any:
+    """One forward pass through the adapter: per-token log-probabilities, or class logits for a classifier-only
+    model (:func:`classifier_only`). Guards use it to drive hooked forwards and to check outputs are finite."""
+    if classifier_only(adapter, handle):
+        return adapter.class_logits(handle, batch)  # type: ignore[attr-defined]
+    return adapter.token_logprobs(handle, batch)  # type: ignore[attr-defined]

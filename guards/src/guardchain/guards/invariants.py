@@ -41,7 +41,14 @@ from guardchain.core.context import RunContext
 from guardchain.core.handles import ModelHandle
 from guardchain.core.results import GuardMode, GuardReport
 from guardchain.guards.capture import model_sketch
-from guardchain.guards.common import preview_rows, require, resolve_adapter, torch_model
+from guardchain.guards.common import (
+    classifier_only,
+    model_outputs,
+    preview_rows,
+    require,
+    resolve_adapter,
+    torch_model,
+)
 from guardchain.guards.invariants_config import InvariantsConfig
 from guardchain.guards.invariants_decide import InvariantsEvidence, build_report, thresholds
 from guardchain.guards.linalg import count_nonfinite, is_finite
@@ -251,7 +258,10 @@ class InvariantsGuard:
         memo = run_state(context).memo
         if key not in memo:
             batch = {"input_ids": [list(r) for r in rows.rows], "attention_mask": [[1] * len(r) for r in rows.rows]}
-            scored = torch.as_tensor(adapter.token_logprobs(subject, batch))[:, 1:]
-            memo[key] = (int((~torch.isfinite(scored)).sum()), int(scored.numel()))
-        bad, numel = memo[key]
-        return {"checked": True, "nonfinite": bad, "scored": numel, **rows.describe()}
+            output = "class_logits" if classifier_only(adapter, subject) else "token_logprobs"
+            scored = torch.as_tensor(model_outputs(adapter, subject, batch))
+            if output == "token_logprobs":
+                scored = scored[:, 1:]  # position 0 has no context: NaN by contract
+            memo[key] = (int((~torch.isfinite(scored)).sum()), int(scored.numel()), output)
+        bad, numel, output = memo[key]
+        return {"checked": True, "nonfinite": bad, "scored": numel, "output": output, **rows.describe()}

@@ -14,7 +14,7 @@ per row) and that the findings, status and counts are the ones it gives.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -81,6 +81,11 @@ class Probe(Evidence):
     source: str | None = None
     ids: list[str] | None = None
     tokens: list[int] | None = None
+    output: Literal["token_logprobs", "class_logits"] = Field(
+        default="token_logprobs",
+        description="What was checked for finiteness: the per-token log-probabilities, or, for a model with a "
+        "classifier head (no language-model head), its class logits.",
+    )
 
 
 class InvariantsEvidence(Evidence):

@@ -49,6 +49,7 @@ from guardchain.guards.capture import SiteStats, capture
 from guardchain.guards.common import (
     WindowRows,
     available_preview,
+    classifier_only,
     parameter,
     preview_rows,
     require,
@@ -172,6 +173,8 @@ class VarianceGuard:
         measured: dict[str, object] = {}
         if needs_check(sites, proposals):
             count = min(self.config.heldout_windows, available_preview(context) - self.config.calibration_windows)
+            if classifier_only(adapter, subject):
+                count = 0  # no next-token loss to check a repair against: drifts cannot be repaired, only judged
             measured["heldout_windows"] = count
             if count >= MIN_HELDOUT:
                 rows, deltas = self._heldout_deltas(adapter, subject, model, proposals, context, count)

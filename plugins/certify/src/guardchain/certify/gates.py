@@ -6,7 +6,8 @@ re-derives it from the certificate's recorded values, so what decides and what c
 Order: ``subject_finite``; the primary metric's ``primary_ratio_ci_upper``, ``preview_final_drift``, ``pairing``,
 ``catastrophe``; then per gate-mode guard in chain order either ``guard:<position>:<name>`` (its status is not
 ``fail``) or, for a metric gate, one ``metric:<position>:<label>:<bound>`` per bound. Guards in monitor mode make
-no gate. Rolling an edit back follows :func:`rollback_required`.
+no gate. A certification without a primary metric (``policy.primary_metric`` false) has neither
+``subject_finite`` nor the primary gates. Rolling an edit back follows :func:`rollback_required`.
 """
 
 from __future__ import annotations
@@ -40,17 +41,21 @@ def derive_gates(
     :param guard_reports: the guards' reports as JSON, in chain order (position = index in this list).
     """
     t = policy.thresholds
-    gates = [
-        Gate(
-            name="subject_finite",
-            comparison="true",
-            measured=primary is not None,
-            threshold=None,
-            passed=primary is not None,
-            rollback=True,
-            detail="the subject's log-probabilities are finite on every window (else GC-MODEL-NONFINITE)",
-        )
-    ]
+    gates = (
+        []
+        if not policy.primary_metric
+        else [
+            Gate(
+                name="subject_finite",
+                comparison="true",
+                measured=primary is not None,
+                threshold=None,
+                passed=primary is not None,
+                rollback=True,
+                detail="the subject's log-probabilities are finite on every window (else GC-MODEL-NONFINITE)",
+            )
+        ]
+    )
     if primary is not None:
         final = primary.final
         drift = _json(primary.preview.ratio / final.ratio) if final.ratio else None

@@ -59,6 +59,8 @@ def render_markdown(certificate: Certificate) -> str:
 
 def _primary(c: Certificate) -> list[str]:
     pm = c.primary_metric
+    if pm is None and not c.policy.primary_metric:
+        return ["## Primary metric", "", "None: certified on the guards and metric gates alone (metric: null).", ""]
     if pm is None:
         return ["## Primary metric", "", "The subject's outputs were not finite: there is no primary metric.", ""]
 

@@ -204,10 +204,12 @@ class Certification:
 
         say("cutting evaluation windows")
         windows = context.data = self.prepared.dataset.instance.load(context)  # type: ignore[union-attr]
-        say("evaluating the baseline")
-        baseline_eval, cache_record = self._baseline_evaluation(handle, context, cache)
+        baseline_eval, cache_record = None, None
+        if self.policy.primary_metric:
+            say("evaluating the baseline")
+            baseline_eval, cache_record = self._baseline_evaluation(handle, context, cache)
         seed_everything(seed)  # what follows draws the same numbers whether the evaluation ran or was read
-        if baseline_eval is None:
+        if self.policy.primary_metric and baseline_eval is None:
             raise GuardchainError.single(
                 ErrorCode.MODEL_NONFINITE,
                 f"the baseline {request.baseline!r} itself gives non-finite log-probabilities: nothing to certify "
@@ -223,18 +225,20 @@ class Certification:
         edited = apply_guarded_edit(context, change, guards, keep_rollback=request.subject is None, plan=plan)
         clock.lap("edit_s")
 
-        say("evaluating the subject on the same windows")
-        subject_eval = self._evaluate(handle, context)
+        subject_eval = None
+        if baseline_eval is not None:
+            say("evaluating the subject on the same windows")
+            subject_eval = self._evaluate(handle, context)
         subject_digest = adapter.weights_digest(handle)
         clock.lap("subject_eval_s")
         uncorrected_eval = None
-        if edited.corrected:
+        if edited.corrected and baseline_eval is not None:
             say("evaluating the subject without the guards' corrections")
             with edited.without_corrections():
                 uncorrected_eval = self._evaluate(handle, context)
             clock.lap("uncorrected_eval_s")
 
-        primary = _primary_metric(baseline_eval, subject_eval, self.policy, seed)
+        primary = _primary_metric(baseline_eval, subject_eval, self.policy, seed) if baseline_eval else None
         reports = [r.model_dump(mode="json") for r in edited.guard_reports]
         gates = derive_gates(self.policy, primary, reports)
         clock.lap("statistics_s")
@@ -259,7 +263,11 @@ class Certification:
             gates=gates,
             edit=self._edit_record(edited),
             guards=reports,
-            guard_overhead=_overhead(self.timing, guard_seconds, edited, uncorrected_eval) if guards else None,
+            guard_overhead=(
+                _overhead(self.timing, guard_seconds, edited, uncorrected_eval, subject_eval is not None)
+                if guards
+                else None
+            ),
             provenance=self._provenance(handle, windows, edited.digest_before, subject_digest, subject_provenance),
             timing=dict(self.timing),
             baseline_cache=cache_record,
@@ -610,7 +618,9 @@ def _overhead(
     guard_seconds: dict[str, float],
     edited: GuardedEdit,
     uncorrected_eval: dict[str, MetricResult] | None,
+    measured: bool,
 ) -> GuardOverhead:
+    """What the guards cost; ``measured``: the subject was evaluated (there is a primary metric)."""
     corrections = sum(1 for r in edited.guard_reports for a in r.actions if a.applied)
     uncorrected = None
     if uncorrected_eval is not None:
@@ -622,7 +632,7 @@ def _overhead(
         guard_share=round(sum(guard_seconds.values()) / total, 4) if total > 0 else 0.0,
         corrections_applied=corrections,
         uncorrected_final=uncorrected,
-        uncorrected_nonfinite=bool(edited.corrected) and uncorrected_eval is None,
+        uncorrected_nonfinite=bool(edited.corrected) and measured and uncorrected_eval is None,
     )
 
 

@@ -123,6 +123,12 @@ class Policy(BaseModel):
     sizes: ProfileSettings
     guard_chain: GuardChainKind
     guards: tuple[GuardStep, ...] = ()
+    primary_metric: bool = Field(
+        default=True,
+        description="False when the preset asked for no primary metric (metric: null — a model with no "
+        "language-model head, e.g. an encoder gated on accuracy): then there are no primary gates, only the "
+        "guards' and the metric gates'.",
+    )
 
     def digest(self) -> str:
         """SHA-256 of the canonical JSON of the resolved policy."""
@@ -135,6 +141,7 @@ def resolve_policy(
     profile: Profile = "dev",
     guard_chain: GuardChainKind = "tier",
     guards: tuple[GuardStep, ...] = (),
+    primary_metric: bool = True,
 ) -> Policy:
     """The policy for ``tier`` and ``profile`` from the tables above, with the guard chain that runs."""
     return Policy(
@@ -144,6 +151,7 @@ def resolve_policy(
         sizes=PROFILES[profile],
         guard_chain=guard_chain,
         guards=guards,
+        primary_metric=primary_metric,
     )
 
 

@@ -43,7 +43,11 @@ class CertifyPreset(BaseModel):
     adapter_config: dict[str, Any] = Field(default_factory=dict)
     dataset: str = DEFAULT_DATASET
     dataset_config: dict[str, Any] = Field(default_factory=dict)
-    metric: str = DEFAULT_METRIC
+    metric: str | None = Field(
+        default=DEFAULT_METRIC,
+        description="The primary metric, on paired preview and final windows; null certifies without one (a model "
+        "with no language-model head), on the guards and metric gates alone.",
+    )
     metric_config: dict[str, Any] = Field(default_factory=dict)
     edit: str = DEFAULT_EDIT
     edit_config: dict[str, Any] = Field(default_factory=dict)
@@ -157,10 +161,19 @@ def build_chain(request: CertifyRequest, registry: Registry) -> CertificationCha
     if request.subject is None:
         steps.append({"edit": preset.edit, "config": preset.edit_config})
         where.append(("edit", "edit_config", "edit"))
-    for split in ("preview", "final"):
+    for split in ("preview", "final") if preset.metric is not None else ():
         config = {**preset.metric_config, "split": split}
         steps.append({"id": f"primary-{split}", "metric": preset.metric, "config": config})
         where.append(("metric", "metric_config", "metric"))
+    if preset.metric is None and not guard_steps:
+        problems.append(
+            Problem(
+                ErrorCode.CONFIG_VALUE,
+                "with no primary metric (metric: null) and no guards or gates there is nothing to certify",
+                path="metric",
+                hint="keep the default metric, or add guards or gates",
+            )
+        )
     raw: dict[str, Any] = {
         "name": "certify",
         "seed": preset.seed,
@@ -183,7 +196,7 @@ def build_chain(request: CertifyRequest, registry: Registry) -> CertificationCha
         GuardStep(guard=step.guard, config=config.model_dump(mode="json"))
         for step, config in zip(guard_steps, chain.step_configs, strict=False)
     )
-    policy = resolve_policy(request.tier, request.profile, kind, validated_guards)
+    policy = resolve_policy(request.tier, request.profile, kind, validated_guards, preset.metric is not None)
     return CertificationChain(chain, policy, tuple(where))
 
 

@@ -198,6 +198,8 @@ def _check_policy(cert: Certificate, registry: Registry | None, result: Verifica
             )
         )
     preset = request.get("preset") or {}
+    if policy.primary_metric != (preset.get("metric", "") is not None):
+        out.append(Mismatch("policy.primary_metric", "does not follow the request's metric"))
     guards = preset.get("guards")
     expected_kind = "tier" if guards is None else ("custom" if guards else "none")
     if policy.guard_chain != expected_kind:
@@ -327,6 +329,8 @@ def _exp(value: float) -> float:
 
 def _check_primary(cert: Certificate) -> list[Mismatch]:
     pm = cert.primary_metric
+    if pm is not None and not cert.policy.primary_metric:
+        return [Mismatch("primary_metric", "is present, but the policy certifies without one")]
     if pm is None:
         return []
     expected = BootstrapSettings(n_resamples=PROFILES[cert.policy.profile].n_resamples, seed=_seed(cert))

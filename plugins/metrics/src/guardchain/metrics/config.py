@@ -17,7 +17,13 @@ class PplConfig(_Config):
     split: Literal["preview", "final", "all"] = Field(
         default="final", description="Which windows to score: 'preview', 'final', or 'all' (both)."
     )
-    batch_size: int = Field(default=8, ge=1, le=4096, description="Windows per forward pass.")
+    batch_size: int = Field(
+        default=16,
+        ge=1,
+        le=4096,
+        description="Windows per adapter call (the adapter's forward_batch_size may split them further). 16 measured "
+        "~20% faster per window than 8 on a small Llama on 2 CPU cores.",
+    )
 
 
 class AccuracyConfig(_Config):

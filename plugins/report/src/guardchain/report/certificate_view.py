@@ -149,6 +149,8 @@ def primary_section(c: Mapping[str, Any], ids: Ids) -> Html:
     """The primary metric: both window sets, the histogram of paired differences and the paired scatter."""
     pm = c.get("primary_metric")
     if not isinstance(pm, Mapping):
+        if not (c.get("policy") or {}).get("primary_metric", True):
+            return el("p", "None: certified on the guards and metric gates alone (metric: null).")
         return el("p", "The subject's outputs were not finite: there is no primary metric.")
     confidence = float(pm.get("bootstrap", {}).get("confidence", 0.95))
     columns = ["windows", "n", "tokens", "baseline", "subject", "ratio", f"{confidence:.0%} BCa CI"]
