@@ -4,8 +4,8 @@ package) with a linear head trained to tell Old Testament from New Testament ver
 The encoder stays as it is; the pooler (dense + tanh on the [CLS] state) and the 2-way ``classifier`` of a
 ``BertForSequenceClassification`` are trained on frozen [CLS] features (full-batch Adam, seeded), a variant of
 the linear probe of shared/anchors/offline_assets.md §1a that fits the classifier architecture transformers
-ships (the anchor's probe mean-pools, which BertForSequenceClassification does not). Books are split, not verses: the test verses come from books no
-training verse came from, so the accuracy is not memorised text. Output::
+ships (the anchor's probe mean-pools, which BertForSequenceClassification does not). Books are split, not verses:
+the test verses come from books no training verse came from, so the accuracy is not memorised text. Output::
 
     OUT/model/       save_pretrained checkpoint (config, safetensors, tokenizer) — a local model directory
     OUT/test.jsonl   {"id", "text", "label"} per test verse, label "old" or "new"
@@ -27,9 +27,12 @@ import random
 from pathlib import Path
 
 NEW_TESTAMENT = frozenset(
-    "Matthew Mark Luke John Acts Romans 1Corinthians 2Corinthians Galatians Ephesians Philippians Colossians "
-    "1Thessalonians 2Thessalonians 1Timothy 2Timothy Titus Philemon Hebrews James 1Peter 2Peter 1John 2John "
-    "3John Jude Revelation".split()
+    {
+        *("Matthew", "Mark", "Luke", "John", "Acts", "Romans", "1Corinthians", "2Corinthians", "Galatians"),
+        *("Ephesians", "Philippians", "Colossians", "1Thessalonians", "2Thessalonians", "1Timothy", "2Timothy"),
+        *("Titus", "Philemon", "Hebrews", "James", "1Peter", "2Peter", "1John", "2John", "3John", "Jude"),
+        "Revelation",
+    }
 )
 #: Books whose verses are only for testing (the others only for training), both testaments represented.
 TEST_BOOKS = frozenset({"Isaiah", "Ruth", "Proverbs", "Luke", "Romans", "James"})
