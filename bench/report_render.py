@@ -14,7 +14,6 @@ Wrap a timing run in `flock /tmp/bench.lock` on a shared machine. Prints one lin
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import subprocess
 import sys
@@ -22,15 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from guardchain.report.browser import CHROMIUM_ARGS, chromium_path
+
 GOAL_SECONDS = 2.0
 GOAL_BYTES = 2 << 20
 
@@ -56,12 +48,12 @@ def browser_times(page_file: Path, repeats: int) -> list[tuple[float, float]]:
     """``(load event end, first contentful paint)`` in seconds per load, in a fresh page each time."""
     from playwright.sync_api import sync_playwright
 
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    executable = chromium_path()
     if executable is None:
         raise SystemExit("no Chromium found (apt-get install -y chromium), or pass --no-browser")
     out = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=executable, args=list(CHROMIUM_ARGS))
         for _ in range(repeats):
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.goto(page_file.resolve().as_uri(), wait_until="load")

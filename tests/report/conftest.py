@@ -4,7 +4,6 @@ Chromium from the system packages, driven by Playwright's Python API (never ``pl
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,16 +13,9 @@ from typing import Any
 
 import pytest
 
+from guardchain.report.browser import CHROMIUM_ARGS, chromium_path
+
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 #: every renderer of the first-party members in one chain: two metrics before, guards, an edit (kept: int8),
 #: metrics after, a collecting intervention, the FA diagnostics
 EVERYTHING_CHAIN = """
@@ -98,15 +90,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-def chromium_path() -> str | None:
-    """The system's Chromium (``apt-get install chromium``), if any."""
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
 @dataclass
 class Opened:
     """A report opened in the browser, with what it logged and requested."""
@@ -127,7 +110,7 @@ def browser() -> Iterator[Any]:
     except ImportError:
         pytest.skip("the playwright package is not installed (pip install playwright; it drives the system Chromium)")
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(executable_path=executable, args=list(CHROMIUM_ARGS))
         yield launched
         launched.close()
 

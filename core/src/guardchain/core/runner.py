@@ -42,6 +42,7 @@ from guardchain.core import __version__, conformance
 from guardchain.core.config import ValidatedChain
 from guardchain.core.context import RunContext
 from guardchain.core.errors import ErrorCode, GuardchainError, Problem, describe_exception, traceback_text
+from guardchain.core.files import write_json_atomic
 from guardchain.core.guarded_edit import Participant, apply_guarded_edit
 from guardchain.core.kinds import CapabilityKind
 from guardchain.core.logs import get_logger
@@ -538,23 +539,3 @@ def ensure_writable_dir(directory: Path) -> None:
         raise GuardchainError.single(
             ErrorCode.OUTPUT_WRITE, message, hint="choose a writable folder with --out, or change output.dir"
         ) from exc
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and ``os.replace``: readers see all of it or nothing.
-
-    :raises GuardchainError: ``GC-OUTPUT-WRITE`` if the directory or file cannot be written.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(payload, handle, indent=2, sort_keys=True)
-                handle.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise GuardchainError.single(ErrorCode.OUTPUT_WRITE, f"cannot write {str(path)!r}: {exc}") from exc

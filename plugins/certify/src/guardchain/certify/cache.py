@@ -41,13 +41,13 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from guardchain.core.errors import ErrorCode, GuardchainError
+from guardchain.core.files import write_atomic
 
 ENV_DIR = "GUARDCHAIN_CACHE_DIR"
 ENV_MAX_MB = "GUARDCHAIN_CACHE_MAX_MB"
@@ -221,9 +221,8 @@ class BaselineCache:
             "results": json.loads(body),
         }
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(path, (json.dumps(payload, sort_keys=True) + "\n").encode())
-        except OSError:
+            write_atomic(path, (json.dumps(payload, sort_keys=True) + "\n").encode())
+        except GuardchainError:  # a cache that cannot be written is a cache miss next time, never a failure
             return False
         self.evict()
         return True
@@ -295,14 +294,3 @@ def _remove_idle_lock(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

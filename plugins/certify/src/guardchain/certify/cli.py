@@ -350,41 +350,10 @@ def read_certificate(path: Path) -> Any:
         nested file.
     """
     from guardchain.certify.codes import CertifyErrorCode
+    from guardchain.core.files import read_json
 
     if path.is_dir():
         path = path / "certificate.json"
-
-    def unreadable(why: str) -> GuardchainError:
-        return GuardchainError.single(CertifyErrorCode.CERT_UNREADABLE, f"cannot read {str(path)!r}: {why}")
-
-    try:
-        if not path.is_file():
-            raise unreadable("no such file" if not path.exists() else "not a regular file")
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_CERTIFICATE_BYTES + 1)
-    except OSError as exc:
-        raise unreadable(str(exc)) from exc
-    if len(raw) > MAX_CERTIFICATE_BYTES:
-        raise unreadable(f"larger than {MAX_CERTIFICATE_BYTES >> 20} MiB")
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except RecursionError as exc:
-        raise unreadable("nested too deeply") from exc
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise unreadable(f"not JSON ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from exc
-    if _depth(data) > MAX_CERTIFICATE_DEPTH:
-        raise unreadable(f"nested deeper than {MAX_CERTIFICATE_DEPTH} levels")
-    return data
-
-
-def _depth(value: Any) -> int:
-    """Nesting depth of parsed JSON (iterative: a hostile file cannot exhaust the stack)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if depth > MAX_CERTIFICATE_DEPTH:
-            break
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return deepest
+    return read_json(
+        path, code=CertifyErrorCode.CERT_UNREADABLE, max_bytes=MAX_CERTIFICATE_BYTES, max_depth=MAX_CERTIFICATE_DEPTH
+    )

@@ -20,12 +20,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from guardchain.certify.codes import CertifyErrorCode
 from guardchain.core.errors import ErrorCode, GuardchainError
+from guardchain.core.files import write_atomic
 
 MARKER = ".guardchain"
 MANIFEST = f"{MARKER}/manifest.json"
@@ -132,7 +132,7 @@ class OwnedDir:
     def write_text(self, name: str, text: str) -> Path:
         """Write ``text`` to ``name`` atomically (reserved first)."""
         target = self.reserve(name)
-        _atomic_write(target, text.encode("utf-8"))
+        write_atomic(target, text.encode("utf-8"))
         return target
 
     def write_json(self, name: str, payload: Any) -> Path:
@@ -168,7 +168,7 @@ class OwnedDir:
 
     def _write_manifest(self, files: list[str]) -> None:
         payload = {"owner": "guardchain", "kind": "certification", "created_folder": self.created, "files": files}
-        _atomic_write(self.path / MANIFEST, (json.dumps(payload, indent=2) + "\n").encode())
+        write_atomic(self.path / MANIFEST, (json.dumps(payload, indent=2) + "\n").encode())
 
 
 def _owned_files(path: Path) -> list[str]:
@@ -211,27 +211,6 @@ def _is_certificate(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and "verdict" in data and "digest" in data and "schema_version" in data
-
-
-def _umask() -> int:
-    current = os.umask(0o022)
-    os.umask(current)
-    return current
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a certificate is meant to be shared
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise GuardchainError.single(ErrorCode.OUTPUT_WRITE, f"cannot write {str(target)!r}: {exc}") from exc
 
 
 def check_out_dir(path: Path) -> None:

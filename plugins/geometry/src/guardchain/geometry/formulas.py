@@ -37,36 +37,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import get_args
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
+from guardchain.geometry.config import SampleStat, SpectrumStat
+
 Floats = npt.NDArray[np.float64]
 
-SPECTRUM_KEYS: tuple[str, ...] = (
-    "d_pr",
-    "d_pr_norm",
-    "d_entropy",
-    "d_entropy_norm",
-    "stable_rank",
-    "top1_share",
-    "top10_share",
-    "top32_share",
-    "k90",
-    "k95",
-    "log_spectrum_slope_10_200",
-    "loglog_spectrum_slope_10_200",
-)
-VE_COMPONENTS: tuple[int, ...] = (4, 8, 16, 32)
-SAMPLE_KEYS: tuple[str, ...] = (
-    "sv_effective_rank",
-    "sv_stable_rank",
-    "sv_participation_ratio",
-    "cos_sim_mean",
-    "cos_sim_std",
-    *(f"ve_{k}" for k in VE_COMPONENTS),
-)
+#: the names, in order, are the config's (one declaration: the Literal types a chain file is validated against)
+SPECTRUM_KEYS: tuple[str, ...] = get_args(SpectrumStat)
+SAMPLE_KEYS: tuple[str, ...] = get_args(SampleStat)
+VE_COMPONENTS: tuple[int, ...] = tuple(int(k.removeprefix("ve_")) for k in SAMPLE_KEYS if k.startswith("ve_"))
 NORMALIZATION_VARIANTS: tuple[str, ...] = ("raw", "token_l2", "token_rms", "feature_standardized")
 #: the rank range ``[lo, hi)`` of the slope fits and the smallest ``hi`` that allows one
 SLOPE_RANKS = (10, 200)

@@ -69,6 +69,23 @@ def table(columns: Iterable[object], rows: Iterable[Iterable[Any]], *, caption: 
     return el("div", el("table", *parts, class_=classes or None), class_="table-wrap")
 
 
+def facts_list(facts: Iterable[tuple[str, str]]) -> Html:
+    """A ``<dl>`` of label/value pairs (provenance, environment)."""
+    return el("dl", *(Html(el("dt", k) + el("dd", v)) for k, v in facts), class_="facts")
+
+
+def plugins_table(rows: Iterable[Any]) -> Html | None:
+    """The loaded plugins (name, distribution, version, status) as a run record or certificate lists them."""
+    plugins = [p for p in rows if isinstance(p, dict)]
+    if not plugins:
+        return None
+    return table(
+        ["plugin", "distribution", "version", "status"],
+        [[p.get("name"), p.get("distribution"), p.get("version"), p.get("status")] for p in plugins],
+        caption="Plugins",
+    )
+
+
 def figure(chart: Chart, ids: Ids, *, diagonal: bool = False) -> Html:
     """The chart in a ``<figure>``: visible title, SVG, legend and caption.
 

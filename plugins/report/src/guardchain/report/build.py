@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from guardchain.core.files import write_atomic
 from guardchain.report import __version__
 from guardchain.report.blocks import Ids
 from guardchain.report.page import document
 from guardchain.report.source import CERTIFICATE, open_folder
 from guardchain.report.write import (
-    atomic_write,
     check_target,
     folder_lock,
     is_certification_folder,
@@ -69,5 +69,5 @@ def write_report(run_dir: Path, out: Path | None, registry: Registry | None) -> 
         name = relative_inside(run_dir, target) if certification else None
         if name is not None:
             register(run_dir, name)
-        atomic_write(target, page)
+        write_atomic(target, page)
     return target

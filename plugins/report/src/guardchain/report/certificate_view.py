@@ -20,7 +20,7 @@ import numpy as np
 
 from guardchain.core import views as fmt
 from guardchain.core.views import Band, Chart, Rule, Series
-from guardchain.report.blocks import Ids, figure, json_details, table
+from guardchain.report.blocks import Ids, facts_list, figure, json_details, plugins_table, table
 from guardchain.report.markup import Html, el, join
 from guardchain.report.page import Section
 from guardchain.report.rendering import render, rendered_html
@@ -450,16 +450,10 @@ def provenance_section(c: Mapping[str, Any]) -> Html:
         ("seeds", ", ".join(f"{k} {v}" for k, v in sorted((prov.get("seeds") or {}).items()))),
         ("device", str(prov.get("device", ""))),
     ]
-    parts.append(el("dl", *(Html(el("dt", k) + el("dd", v)) for k, v in facts), class_="facts"))
-    plugins = [p for p in prov.get("plugins") or [] if isinstance(p, Mapping)]
-    if plugins:
-        parts.append(
-            table(
-                ["plugin", "distribution", "version", "status"],
-                [[p.get("name"), p.get("distribution"), p.get("version"), p.get("status")] for p in plugins],
-                caption="Plugins",
-            )
-        )
+    parts.append(facts_list(facts))
+    plugins = plugins_table(prov.get("plugins") or [])
+    if plugins is not None:
+        parts.append(plugins)
     libraries = prov.get("libraries") or {}
     if isinstance(libraries, Mapping) and libraries:
         parts.append(table(["library", "version"], sorted(libraries.items()), caption="Libraries"))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from guardchain.core import views as fmt
 from guardchain.core.views import Chart, Series
-from guardchain.report.blocks import Ids, figure, json_details, problem_note, table
+from guardchain.report.blocks import Ids, facts_list, figure, json_details, plugins_table, problem_note, table
 from guardchain.report.markup import Html, el, join
 from guardchain.report.page import Section
 from guardchain.report.rendering import render, rendered_html
@@ -272,16 +272,10 @@ def provenance_html(run: Mapping[str, Any], folder: RunFolder) -> Html:
         ("python", str(env.get("python") or fmt.DASH)),
         ("platform", str(env.get("platform") or fmt.DASH)),
     ]
-    parts: list[Html] = [el("dl", *(Html(el("dt", k) + el("dd", v)) for k, v in facts), class_="facts")]
-    plugins = [p for p in env.get("plugins") or [] if isinstance(p, Mapping)]
-    if plugins:
-        parts.append(
-            table(
-                ["plugin", "distribution", "version", "status"],
-                [[p.get("name"), p.get("distribution"), p.get("version"), p.get("status")] for p in plugins],
-                caption="Plugins",
-            )
-        )
+    parts: list[Html] = [facts_list(facts)]
+    plugins = plugins_table(env.get("plugins") or [])
+    if plugins is not None:
+        parts.append(plugins)
     if folder.artifacts:
         rows = [[name, path.stat().st_size] for name, path in sorted(folder.artifacts.items())]
         parts.append(table(["file", "bytes"], rows, caption="Artifacts"))

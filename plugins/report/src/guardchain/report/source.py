@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from guardchain.core import files
 from guardchain.core.errors import GuardchainError
 from guardchain.report.codes import ReportErrorCode
 
@@ -90,39 +91,10 @@ def read_json(path: Path) -> dict[str, Any]:
 
     :raises GuardchainError: ``GC-REPORT-UNREADABLE``.
     """
-    try:
-        if not path.is_file():
-            raise _unreadable(path, "not a regular file")
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise _unreadable(path, str(exc)) from exc
-    if len(raw) > MAX_BYTES:
-        raise _unreadable(path, f"larger than {MAX_BYTES >> 20} MiB")
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except RecursionError as exc:
-        raise _unreadable(path, "nested too deeply") from exc
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise _unreadable(path, f"not JSON ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from exc
-    if depth(data) > MAX_DEPTH:
-        raise _unreadable(path, f"nested deeper than {MAX_DEPTH} levels")
+    data = files.read_json(path, code=ReportErrorCode.UNREADABLE, max_bytes=MAX_BYTES, max_depth=MAX_DEPTH)
     if not isinstance(data, dict):
         raise _unreadable(path, "not a JSON object")
     return data
-
-
-def depth(value: Any) -> int:
-    """Nesting depth of parsed JSON (iterative: a hostile file cannot exhaust the stack)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        deepest = max(deepest, level)
-        if level > MAX_DEPTH:
-            break
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
-    return deepest
 
 
 def _check_certificate(path: Path, data: dict[str, Any]) -> None:

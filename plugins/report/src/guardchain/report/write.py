@@ -25,11 +25,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from guardchain.core.errors import ErrorCode, GuardchainError
+from guardchain.core.files import write_atomic
 from guardchain.report.codes import ReportErrorCode
 from guardchain.report.page import MARKER
 
@@ -125,7 +125,7 @@ def register(folder: Path, name: str) -> None:
         ) from exc
     if name not in files:
         data["files"] = [*files, name]
-        atomic_write(manifest, json.dumps(data, indent=2) + "\n")
+        write_atomic(manifest, json.dumps(data, indent=2) + "\n")
 
 
 def relative_inside(folder: Path, target: Path) -> str | None:
@@ -137,29 +137,3 @@ def relative_inside(folder: Path, target: Path) -> str | None:
     if not relative.parts or relative.parts[0] == MARKER_DIR:
         return None
     return relative.as_posix()
-
-
-def atomic_write(target: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``target`` through a temporary file in the same folder and ``os.replace``.
-
-    :raises GuardchainError: ``GC-OUTPUT-WRITE``.
-    """
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(text.encode("utf-8"))
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is meant to be shared
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise GuardchainError.single(ErrorCode.OUTPUT_WRITE, f"cannot write {str(target)!r}: {exc}") from exc
-
-
-def _umask() -> int:
-    current = os.umask(0o022)
-    os.umask(current)
-    return current

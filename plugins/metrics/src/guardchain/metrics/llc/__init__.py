@@ -12,8 +12,7 @@ the extrapolated estimate), ``grid`` (grid search), ``plot`` (trace plot), ``met
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from guardchain.core.markers import lazy_exports
 
 _EXPORTS = {
     "estimate_llc": "guardchain.metrics.llc.estimator",
@@ -29,8 +28,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
