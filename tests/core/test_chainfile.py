@@ -66,12 +66,20 @@ def test_a_billion_laughs_alias_bomb_is_refused(tmp_path: Path) -> None:
     assert str(MAX_VALUES) in exc.problems[0].message
 
 
-def test_a_merge_key_bomb_is_refused(tmp_path: Path) -> None:
+def test_a_merge_key_bomb_is_refused_or_defused(tmp_path: Path) -> None:
+    """PyYAML up to 6.0.3 copies every merged pair (10^8 here), which the loader refuses; 6.0.4 merges without the
+    copies, so the same file parses fast into a small mapping. Either way: no hang, nothing large."""
     lines = ["b0: &b0 {x: 1, y: 2, z: 3, w: 4, v: 5, u: 6, t: 7, s: 8, r: 9, q: 10}"]
     for level in range(1, 9):
         lines.append(f"b{level}: &b{level} {{<<: [" + ", ".join([f"*b{level - 1}"] * 10) + "]}")
-    exc = refused(write(tmp_path, "merge.yaml", "\n".join(lines) + "\nname: m\nsteps: []\n"))
-    assert exc.code == ErrorCode.CONFIG_TOO_LARGE
+    path = write(tmp_path, "merge.yaml", "\n".join(lines) + "\nname: m\nsteps: []\n")
+    with watchdog():
+        try:
+            data = read_chain_file(path)
+        except GuardchainError as exc:
+            assert exc.code == ErrorCode.CONFIG_TOO_LARGE
+            return
+    assert all(len(data[f"b{level}"]) == 10 for level in range(9))
 
 
 def test_a_recursive_alias_is_refused(tmp_path: Path) -> None:
