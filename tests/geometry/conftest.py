@@ -99,3 +99,23 @@ def _hook_counts(model: torch.nn.Module) -> dict[str, tuple[int, int]]:
 def hook_counts() -> Callable[[torch.nn.Module], dict[str, tuple[int, int]]]:
     """``hook_counts(model)``: forward and forward-pre hook counts of every module that has any."""
     return _hook_counts
+
+
+@pytest.fixture(scope="session")
+def every_file() -> frozenset[str]:
+    """The files a geometry step writes in its folder (the reference's names, plus samples and plots)."""
+    return frozenset(
+        {
+            "metrics.json",
+            "metrics.csv",
+            "novelty.json",
+            "novelty.csv",
+            "diagnostics/normalization_ablation.json",
+            "diagnostics/normalization_ablation.csv",
+            "eigenvalues.npz",
+            "samples.npz",
+            "metadata.json",
+            "spectra.png",
+            "d_pr.png",
+        }
+    )

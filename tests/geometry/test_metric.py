@@ -21,19 +21,6 @@ from guardchain.geometry.codes import DESCRIPTIONS, GeometryErrorCode
 from guardchain.testing import MetricContract, PluginContract
 
 MEMBER = Path(__file__).resolve().parents[2] / "plugins" / "geometry"
-EVERY_FILE = {
-    "metrics.json",
-    "metrics.csv",
-    "novelty.json",
-    "novelty.csv",
-    "diagnostics/normalization_ablation.json",
-    "diagnostics/normalization_ablation.csv",
-    "eigenvalues.npz",
-    "samples.npz",
-    "metadata.json",
-    "spectra.png",
-    "d_pr.png",
-}
 
 
 class TestGeometryMetric(MetricContract):
@@ -75,12 +62,12 @@ class TestGeometryMetric(MetricContract):
         assert result.details["drift"] is None
         json.dumps(result.model_dump(mode="json"), allow_nan=False)  # details are JSON-sized and NaN-free
 
-    def test_every_artifact_is_written(self, capability, handle, data, context):
+    def test_every_artifact_is_written(self, capability, handle, data, context, every_file):
         result = capability.compute(handle, data, context)
         root = context.out_dir / "geometry"
         written = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
-        assert written == EVERY_FILE
-        assert set(context.artifacts) == {f"geometry/{name}" for name in EVERY_FILE}
+        assert written == every_file
+        assert set(context.artifacts) == {f"geometry/{name}" for name in every_file}
         metadata = json.loads((root / "metadata.json").read_text())
         for field in (
             "artifact_schema_version",
@@ -159,7 +146,7 @@ def _chain(model_dir: Path, steps: list[dict]) -> dict:
     }
 
 
-def test_a_chain_measures_drift_across_an_edit(geo_registry, tiny_model_dirs, tmp_path):
+def test_a_chain_measures_drift_across_an_edit(geo_registry, tiny_model_dirs, tmp_path, every_file):
     pytest.importorskip("guardchain.data")
     pytest.importorskip("guardchain.edits")
     geometry = {
@@ -188,7 +175,7 @@ def test_a_chain_measures_drift_across_an_edit(geo_registry, tiny_model_dirs, tm
         assert row["d_pr_ratio"] == pytest.approx(a / b)
         assert 0 < row["linear_cka"] < 1 and 0 < row["feature_subspace_novelty"] <= 1
     run_dir = tmp_path / "run"
-    for name in ("drift.json", "drift.csv", *EVERY_FILE):
+    for name in ("drift.json", "drift.csv", *every_file):
         assert (run_dir / "geometry-2" / name).is_file(), name
     assert "geometry-2/drift.json" in record.artifacts
 
