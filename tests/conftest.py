@@ -97,11 +97,13 @@ def run_cli(
     cwd: Path | None = None,
     prelude: str = "",
 ) -> CliResult:
-    """Run ``guardchain ARGS`` in a fresh interpreter (optionally after ``prelude`` code) with PYTHONPATH."""
+    """Run ``guardchain ARGS`` in a fresh interpreter, as the console script does (optionally after ``prelude``
+    code), with PYTHONPATH."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("GUARDCHAIN_")}
     environ["PYTHONPATH"] = pythonpath
     environ.update(env or {})
-    code = f"{prelude}\nimport sys\nfrom guardchain.core.cli import main\nsys.exit(main({list(args)!r}))"
+    entry = f"import sys\nfrom guardchain.core.cli import console_main\nsys.exit(console_main({list(args)!r}))"
+    code = f"{prelude}\n{entry}"
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=environ, cwd=cwd, timeout=120
     )

@@ -312,14 +312,3 @@ def test_the_documented_example_chain_is_the_fixture_and_runs(cli, fixture_sites
     record = result.json()
     assert record["status"] == "rolled_back"
     assert record["steps"][3]["result"]["per_unit"] == record["steps"][0]["result"]["per_unit"]
-
-
-def test_threads_are_configured_through_the_environment_before_any_library_loads():
-    from guardchain.core.cli import configure_threads
-
-    env: dict[str, str] = {}
-    configure_threads(None, env)
-    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
-    env = {"OMP_WAIT_POLICY": "ACTIVE"}
-    configure_threads(3, env)
-    assert env == {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3"}

@@ -25,6 +25,13 @@ from guardchain.core.cli.chain_commands import config_group, doctor, run
 from guardchain.core.cli.plugin_commands import plugins
 from guardchain.core.cli.state import AppState
 from guardchain.core.errors import ErrorCode, GuardchainError, Problem, describe_exception
+from guardchain.core.process import (
+    ALLOCATOR_POLICIES,
+    configure_allocator,
+    configure_collector,
+    configure_threads,
+    release_at_exit,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -128,8 +135,24 @@ class GuardchainGroup(click.Group):
     help="CPU threads for the numerical libraries (sets OMP_NUM_THREADS and MKL_NUM_THREADS before any plugin "
     "loads them). Default: theirs (one per core). Env: GUARDCHAIN_THREADS.",
 )
+@click.option(
+    "--allocator",
+    type=click.Choice(ALLOCATOR_POLICIES),
+    default=ALLOCATOR_POLICIES[0],
+    show_default=True,
+    envvar="GUARDCHAIN_ALLOCATOR",
+    help="C allocator policy: retain keeps large freed buffers for reuse (faster forward passes on glibc Linux); "
+    "system keeps the C library's defaults. Env: GUARDCHAIN_ALLOCATOR.",
+)
 @click.pass_context
-def cli(ctx: click.Context, log_format: str, log_level: str, disabled: tuple[str, ...], threads: int | None) -> None:
+def cli(
+    ctx: click.Context,
+    log_format: str,
+    log_level: str,
+    disabled: tuple[str, ...],
+    threads: int | None,
+    allocator: str,
+) -> None:
     """Measure and certify what happens inside transformer models when their weights are edited.
 
     Every capability (adapters, edits, guards, metrics, interventions, datasets) is a plugin found through the
@@ -137,35 +160,18 @@ def cli(ctx: click.Context, log_format: str, log_level: str, disabled: tuple[str
 
     Environment: GUARDCHAIN_ALLOW_NETWORK=1 allows downloading hub models and datasets (guardchain is offline
     by default); GUARDCHAIN_PLUGINS=a,b loads only those plugins (empty: none);
-    GUARDCHAIN_DISABLE_PLUGINS=a,b skips those; GUARDCHAIN_TRACE_PLUGINS=1 logs every hook call.
+    GUARDCHAIN_DISABLE_PLUGINS=a,b skips those; GUARDCHAIN_TRACE_PLUGINS=1 logs every hook call;
+    GUARDCHAIN_THREADS and GUARDCHAIN_ALLOCATOR set --threads and --allocator.
 
     Exit codes: 0 ok; 1 a check or run found a failure; 2 bad usage or input; 3 unexpected error
     (GC-INTERNAL); 130 interrupted (GC-INTERRUPTED).
     """
     configure_threads(threads)
+    configure_allocator(allocator)
     state = AppState.of(ctx)
     state.log_format = log_format
     state.log_level = log_level
     state.disabled = disabled
-
-
-def configure_threads(threads: int | None, environ: dict[str, str] | None = None) -> None:
-    """Set the numerical libraries' threading through the environment, before any of them is loaded.
-
-    ``OMP_WAIT_POLICY=PASSIVE`` (unless set): OpenMP's default is to spin while waiting for work, which on a
-    machine where other processes compete for the cores makes multi-threaded torch many times slower than one
-    thread (measured: a small Llama's forward took 0.75 s instead of 0.06 s on 2 busy cores); passive waiting
-    costs a few microseconds per parallel region. The libraries read these variables once, when loaded, which is
-    why the kernel (which never imports torch) sets them here rather than calling ``torch.set_num_threads``.
-
-    :param threads: threads per library, or ``None`` to keep their default.
-    :param environ: the environment to change (default ``os.environ``).
-    """
-    env = os.environ if environ is None else environ
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    if threads is not None:
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[name] = str(threads)
 
 
 for _command in (plugins, config_group, doctor, run):
@@ -197,6 +203,19 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         return _internal(exc)
     return code if isinstance(code, int) else EXIT_OK
+
+
+def console_main(argv: list[str] | None = None) -> int:
+    """The ``guardchain`` console script and ``python -m guardchain.core``: :func:`main` in a process it owns.
+
+    The collector is tuned for a command that loads thousands of long-lived modules, and what is still alive when
+    the command returns is frozen so that the interpreter's teardown skips it (:mod:`guardchain.core.process`).
+    Only here, never in :func:`main`, which tests and programs call in a process that goes on.
+    """
+    configure_collector()
+    code = main(argv)
+    release_at_exit()
+    return code
 
 
 def _fail(problem: Problem, code: int) -> int:

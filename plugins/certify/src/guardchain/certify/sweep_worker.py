@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from guardchain.core.process import ALLOCATOR_VARIABLE, configure_allocator, configure_collector
+
 Event = dict[str, Any]
 Emit = Callable[[Event], None]
 
@@ -33,6 +35,9 @@ STEP_INTERVAL_S = 0.2
 def worker_settings(threads: int, cache: Any = None, block: tuple[str, ...] = (), cwd: str | None = None) -> Event:
     """The settings every worker of a sweep gets (plain values: they cross process and machine boundaries).
 
+    The allocator policy is this process's (``GUARDCHAIN_ALLOCATOR``, set by the CLI's ``--allocator``): a spawned
+    process or a Ray actor does not inherit the C allocator's settings, so each worker applies it again.
+
     :param threads: threads per worker (set before torch loads).
     :param cache: the :class:`~guardchain.certify.cache.BaselineCache` to share, or ``None`` for none.
     :param block: plugins to leave out (``--disable-plugin``).
@@ -44,6 +49,7 @@ def worker_settings(threads: int, cache: Any = None, block: tuple[str, ...] = ()
         "cache_max_bytes": None if cache is None else cache.max_bytes,
         "block": list(block),
         "cwd": cwd or os.getcwd(),
+        "allocator": os.environ.get(ALLOCATOR_VARIABLE),
     }
 
 
@@ -73,6 +79,8 @@ class CellWorker:
 
     def __init__(self, settings: dict[str, Any]) -> None:
         limit_threads(int(settings["threads"]))
+        configure_allocator(settings.get("allocator"))
+        configure_collector()
         cwd = settings.get("cwd")
         if cwd and os.path.isdir(cwd):
             os.chdir(cwd)
