@@ -241,3 +241,25 @@ def test_a_real_ctrl_c_during_a_run_exits_130_without_a_traceback(fixture_sites,
     assert proc.returncode == 130, err
     assert lines(err) == ["GC-INTERRUPTED interrupted; no further step ran"], err
     assert "Traceback" not in out + err and "Aborted!" not in err
+
+
+def test_a_python_warning_during_a_command_is_one_log_event_not_the_raw_two_lines(cli):
+    prelude = (
+        "import warnings\n"
+        "from guardchain.core import registry\n"
+        "discover = registry.Registry.discover.__func__\n"
+        "def noisy(cls, *args, **kwargs):\n"
+        "    warnings.warn('a library is unhappy', DeprecationWarning, stacklevel=1)\n"
+        "    return discover(cls, *args, **kwargs)\n"
+        "registry.Registry.discover = classmethod(noisy)\n"
+        "warnings.simplefilter('always')\n"
+    )
+    result = cli("plugins", "list", "--format", "json", prelude=prelude)
+    assert result.returncode == 0
+    assert "warnings.warn(" not in result.stderr  # the interpreter's second line: the source that warned
+    [event] = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert event["event"] == "python.warning"
+    assert event["category"] == "DeprecationWarning"
+    assert event["message"] == "a library is unhappy"
+    assert event["level"] == "warning"
+    assert event["source"].startswith("<string>:")

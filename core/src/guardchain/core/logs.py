@@ -8,7 +8,8 @@ and ``plugins list`` fast.
 from __future__ import annotations
 
 import sys
-from typing import Any, Literal
+import warnings
+from typing import Any, Literal, TextIO
 
 LogFormat = Literal["auto", "pretty", "json"]
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
@@ -67,6 +68,29 @@ def configure_logging(fmt: LogFormat = "auto", level: str = "warning") -> None:
     _state["threshold"] = LEVELS.get(level, LEVELS["warning"])
     _state["format"] = fmt
     _state["configured"] = False
+
+
+def capture_python_warnings() -> None:
+    """Send Python warnings (a library's ``DeprecationWarning``, the ``llc`` metric's ``LlcWarning``) to this log.
+
+    Each becomes one ``python.warning`` event at warning level, with its ``category``, ``message`` and ``source``
+    (``file:line``), in the format the command's other events use, instead of the interpreter's two raw lines
+    (path, then source code). Python's filters still decide which warnings are shown, and how often.
+    """
+    warnings.showwarning = _log_warning
+
+
+def _log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    get_logger("guardchain.warnings").warning(
+        "python.warning", category=category.__name__, message=str(message), source=f"{filename}:{lineno}"
+    )
 
 
 def _configure_structlog() -> None:

@@ -32,16 +32,17 @@ class AppState:
         return root.obj
 
     def setup_logging(self) -> None:
-        """Configure structlog once per invocation, from ``--log-format`` and ``--log-level``."""
+        """Configure structlog once per invocation, from ``--log-format`` and ``--log-level``; Python warnings
+        from then on are log events."""
         if not self._logging_ready:
-            from guardchain.core.logs import (
-                configure_logging,  # logging is configured when a command first needs it (--help stays fast)
-            )
+            # logging is configured when a command first needs it (--help stays fast)
+            from guardchain.core.logs import capture_python_warnings, configure_logging
 
             level = self.log_level
             if os.environ.get("GUARDCHAIN_TRACE_PLUGINS", "").strip().lower() in {"1", "true", "yes", "on"}:
                 level = "debug" if level == "debug" else "info"  # tracing asks for the hook.call events
             configure_logging(self.log_format, level)  # type: ignore[arg-type]
+            capture_python_warnings()
             self._logging_ready = True
 
     @property
