@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
+from guardchain.certify import sweep_worker
 from guardchain.certify.backends import LocalPool, RayBackend
 from guardchain.certify.cache import BaselineCache
 from guardchain.certify.codes import CertifyErrorCode
 from guardchain.certify.sweep import SUMMARY_COLUMNS, plan_sweep, run_sweep
-from guardchain.certify.sweep_worker import worker_settings
+from guardchain.certify.sweep_worker import CellWorker, worker_settings
 from guardchain.certify.verify import verify_certificate
 from guardchain.core.registry import Registry
 
@@ -218,3 +219,16 @@ def test_a_cell_that_fails_is_recorded_with_its_error_and_the_others_go_on(regis
     assert done["status"] == "done" and done["verdict"] == "PASS" and result.exit_code == 2
     finished = [e for e in events if e["type"] == "finished"]
     assert [e["reused"] for e in finished] == [False, False]  # a failed cell never hands its model on
+
+
+def test_workers_take_the_allocator_policy_of_the_sweeps_process_and_apply_it_themselves(monkeypatch) -> None:
+    # a spawned process or a Ray actor does not inherit the C allocator's settings: each worker applies them
+    monkeypatch.setenv("GUARDCHAIN_ALLOCATOR", "system")
+    settings = worker_settings(1)
+    assert settings["allocator"] == "system"
+    applied: list[str | None] = []
+    monkeypatch.setattr(sweep_worker, "limit_threads", lambda threads: None)
+    monkeypatch.setattr(sweep_worker, "configure_allocator", applied.append)
+    monkeypatch.setattr(sweep_worker, "configure_collector", lambda: applied.append("collector"))
+    CellWorker(settings)
+    assert applied == ["system", "collector"]
