@@ -152,3 +152,25 @@ def test_a_certification_with_forced_offloading_gives_the_same_certificate_numbe
     assert offloaded.request["preset"]["adapter_config"]["max_memory"] == {"cpu": "3MB"}
     assert _numbers(certificates["plain"]) == _numbers(offloaded)
     assert math.isfinite(offloaded.primary_metric.final.ratio)  # type: ignore[union-attr]
+
+
+def test_offloading_deletes_only_inside_its_own_fresh_folder_and_removes_that_folder_when_done(
+    registry: Registry, tmp_path: Path
+) -> None:
+    import gc
+
+    root = tmp_path / "offload"
+    root.mkdir()
+    (root / "notes.txt").write_text("the user's")
+    (root / "theirs").mkdir()
+    (root / "theirs" / "weights.bin").write_bytes(b"\0" * 16)
+    adapter, handle = _load(registry, tmp_path, **PARTIAL)
+    store = store_of(handle.model)
+    assert store is not None and store.folder.parent == root and store.folder.name.startswith("guardchain-offload-")
+    folder = store.folder
+    assert folder.is_dir() and not any(p.is_file() for p in folder.rglob("*"))  # accelerate's files: removed
+    del adapter, handle, store
+    gc.collect()
+    assert not folder.exists()  # the store's own folder goes with it
+    assert (root / "notes.txt").read_text() == "the user's"  # nothing else under the offload folder is touched
+    assert (root / "theirs" / "weights.bin").read_bytes() == b"\0" * 16
