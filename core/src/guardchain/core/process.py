@@ -12,11 +12,9 @@ import ctypes
 import gc
 import os
 from collections.abc import Callable, MutableMapping
-from typing import Literal, get_args
 
-AllocatorPolicy = Literal["retain", "system"]
 #: The policies ``--allocator`` / ``GUARDCHAIN_ALLOCATOR`` accept; the first is the default.
-ALLOCATOR_POLICIES: tuple[str, ...] = get_args(AllocatorPolicy)
+ALLOCATOR_POLICIES = ("retain", "system")
 ALLOCATOR_VARIABLE = "GUARDCHAIN_ALLOCATOR"
 
 #: glibc ``mallopt`` parameter numbers (``<malloc.h>``).
